@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Create (or reuse) the project's Python 3.12 venv, cached outside the clone and keyed on
+# requirements.txt; then install this checkout into it (editable, no deps: seconds).
+# Usage: source scripts/venv.sh   (exports SONAR_VENV and puts its bin/ first on PATH)
+set -euo pipefail
+_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+_cache="${SONAR_CACHE:-$HOME/.cache/espnet2_sonar}"
+_key="$(sha256sum "$_root/requirements.txt" | cut -c1-12)"
+export SONAR_VENV="$_cache/venv-py312-$_key"
+
+_find_py312() {
+    if command -v python3.12 >/dev/null 2>&1 && PYENV_VERSION=3.12.1 python3.12 -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+        echo "env PYENV_VERSION=3.12.1 python3.12"; return
+    fi
+    for p in "$HOME/.pyenv/versions/3.12.1/bin/python3.12" /usr/bin/python3.12 /usr/local/bin/python3.12; do
+        [ -x "$p" ] && { echo "$p"; return; }
+    done
+    echo "error: Python 3.12 not found (try: pyenv install 3.12.1)" >&2; return 1
+}
+
+if [ ! -f "$SONAR_VENV/.complete" ]; then
+    echo "[venv] creating $SONAR_VENV (first time: ~3 min, ~6.5 GB)" >&2
+    mkdir -p "$_cache"
+    rm -rf "$SONAR_VENV"
+    _py="$(_find_py312)"
+    $_py -m venv "$SONAR_VENV"
+    "$SONAR_VENV/bin/pip" install -q --upgrade pip >&2
+    "$SONAR_VENV/bin/pip" install -q -r "$_root/requirements.txt" >&2
+    touch "$SONAR_VENV/.complete"
+fi
+# Editable install of this checkout (re-pointed at every call, so each clone tests itself).
+"$SONAR_VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$_root" >&2
+export PATH="$SONAR_VENV/bin:$PATH"
+export VIRTUAL_ENV="$SONAR_VENV"
+set +euo pipefail
