@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# SONAR recipe stages (shared by every egs2/<corpus>/sonar1 recipe; run.sh only sets options).
+#
+#   1. data prep (local/data.sh)                       -> ${data_dir}/pools, ${data_dir}/tasks
+#   2. base model: --base_ckpt, or BEATs iterations on the prior pool
+#      (random-projection tokens -> MAM -> tokenizer distillation -> MAM) -> ${exp_dir}/base
+#   3. task-relevant stratified replay sampling for each domain (sonar only)
+#   4. continual pre-training on each domain (staged: each continues from the previous)
+#   5. export: official BEATs encoder/tokenizer checkpoints + packed ESPnet model
+#   6. evaluation: frozen probes on every task for every stage checkpoint (probe_seeds)
+#   7. report: tables and plots in ${exp_dir}/report
+# Stages 3-5 run per domain, in order. Every step is skipped when its output exists, so a
+# rerun after an interruption resumes (ESPnet training itself resumes with --resume true).
+set -euo pipefail
+log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*" >&2; }
+
+# ---------------------------------------------------------------- options
+stage=1                 # first stage to run
+stop_stage=7            # last stage to run
+domains="music bio env" # new domains, adapted to in this order
+methods="sonar dcp"     # continual methods: sonar and/or dcp
+base_ckpt=""            # official BEATs checkpoint: skips base pre-training
+base_tokenizer=""       # official BEATs tokenizer checkpoint (else distilled from the base model)
+nj=2                    # parallel jobs for data prep / embedding
+ngpu=0                  # GPUs for training (0: CPU)
+data_dir=data           # corpus output
+exp_dir=exp             # experiments
+subset=full             # corpus subset: full | tiny
+pretrain_iter1_config=conf/pretrain_iter1.yaml   # MAM with random-projection tokens
+tokenizer_config=conf/tokenizer.yaml              # tokenizer distillation
+pretrain_iter2_config=conf/pretrain_iter2.yaml   # MAM with the distilled tokenizer
+sonar_config=conf/train_sonar.yaml                # continual stage, method sonar
+dcp_config=conf/train_dcp.yaml                    # continual stage, method dcp
+sample_args=""          # extra args for espnet2_sonar.bin.sonar_sample
+train_args=""           # extra args for every training run
+probe_tasks="langid instrument animal foley"
+probe_seeds="0 1 2"
+probe_args=""           # extra args for espnet2_sonar.bin.probe
+valid_share=0.05        # share of each pool held out for validation losses
+
+help_message=$(cat <<EOF
+Usage: $0 [options]
+  --stage N / --stop_stage M   stages to run (1 data, 2 base, 3 sample, 4 train, 5 export, 6 eval, 7 report)
+  --domains "music bio env"    new domains, in order (staged continual pre-training)
+  --methods "sonar dcp"        continual methods to run
+  --base_ckpt PATH             official BEATs checkpoint; skips base pre-training
+  --base_tokenizer PATH        official BEATs tokenizer checkpoint
+  --nj N --ngpu N              parallel jobs / GPUs
+  --data_dir DIR --exp_dir DIR --subset full|tiny
+  --*_config YAML              configs (see conf/)
+  --train_args "..." --sample_args "..." --probe_args "..."
+  --probe_tasks "..." --probe_seeds "0 1 2" --valid_share 0.05
+EOF
+)
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+[ $# -eq 0 ] || { log "unexpected arguments: $*"; exit 1; }
+for m in ${methods}; do
+    case "$m" in sonar|dcp) ;; *) log "unknown method '$m' (sonar|dcp)"; exit 1 ;; esac
+done
+
+pool_dir=${data_dir}/pools
+task_dir=${data_dir}/tasks
+base_dir=${exp_dir}/base
+
+# Train one ESPnet model unless it finished before (marker file), resuming otherwise.
+#   train_model MODULE OUT_DIR CONFIG TRAIN_DIR VALID_DIR [extra training args...]
+#   MODULE: sonar_train (MAM / SONAR / DCP) or tokenizer_train (tokenizer distillation)
+train_model() {
+    local module=$1 out=$2 config=$3 train=$4 valid=$5; shift 5
+    if [ -f "${out}/.done" ]; then log "skip training ${out} (done)"; return; fi
+    mkdir -p "${out}"
+    local replay_args=()
+    if [ -f "${train}/is_replay" ]; then
+        replay_args=(--train_data_path_and_name_and_type "${train}/is_replay,is_replay,text_int"
+                     --valid_data_path_and_name_and_type "${valid}/is_replay,is_replay,text_int")
+    fi
+    log "training ${out} (log: ${out}/train.log)"
+    # shellcheck disable=SC2086
+    ${cuda_cmd} --gpu "${ngpu}" "${out}/train.log" \
+        python -m "espnet2_sonar.bin.${module}" \
+            --config "${config}" --ngpu "${ngpu}" --output_dir "${out}" --resume true \
+            --train_data_path_and_name_and_type "${train}/wav.scp,speech,sonar_sound_resample_mix" \
+            --valid_data_path_and_name_and_type "${valid}/wav.scp,speech,sonar_sound_resample_mix" \
+            --train_shape_file "${train}/speech_shape" --valid_shape_file "${valid}/speech_shape" \
+            "${replay_args[@]}" "$@" ${train_args} >/dev/null
+    touch "${out}/.done"
+}
+
+# Export a trained SonarTask dir to official-format encoder.pt / tokenizer.pt and a packed zip.
+export_model() {
+    local out=$1
+    if [ -f "${out}/encoder.pt" ] && [ -f "${out}/tokenizer.pt" ]; then return; fi
+    python -m espnet2_sonar.bin.sonar_export --exp_dir "${out}" --out_dir "${out}"
+}
+
+# Train/valid lists for one pool (+ optional replay list): ${out}/{train,valid}/{wav.scp,speech_shape[,is_replay]}
+make_lists() {
+    local out=$1 pool=$2 replay=${3:-}
+    if [ -f "${out}/train/wav.scp" ]; then return; fi
+    python -m espnet2_sonar.bin.make_train_lists --pool_dir "${pool}" --out_dir "${out}" \
+        --valid_share "${valid_share}" ${replay:+--replay_scp "${replay}"}
+}
+
+# ---------------------------------------------------------------- 1. data
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+    log "Stage 1: data preparation (${subset}) -> ${data_dir}"
+    local/data.sh --out "${data_dir}" --subset "${subset}" --nj "${nj}"
+fi
+
+# ---------------------------------------------------------------- 2. base model
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+    log "Stage 2: base model -> ${base_dir}"
+    mkdir -p "${base_dir}"
+    make_lists "${base_dir}/lists" "${pool_dir}/prior"
+    if [ -n "${base_ckpt}" ]; then
+        cp "${base_ckpt}" "${base_dir}/encoder.pt"
+    elif [ ! -f "${base_dir}/encoder.pt" ]; then
+        train_model sonar_train "${base_dir}/iter1" "${pretrain_iter1_config}" "${base_dir}/lists/train" "${base_dir}/lists/valid"
+        export_model "${base_dir}/iter1"
+        train_model tokenizer_train "${base_dir}/tokenizer" "${tokenizer_config}" "${base_dir}/lists/train" "${base_dir}/lists/valid" \
+            --tokenizer_conf teacher="${base_dir}/iter1/encoder.pt"
+        export_model "${base_dir}/tokenizer"
+        train_model sonar_train "${base_dir}/iter2" "${pretrain_iter2_config}" "${base_dir}/lists/train" "${base_dir}/lists/valid" \
+            --encoder_conf init="${base_dir}/iter1/encoder.pt" --tokenizer_conf init="${base_dir}/tokenizer/tokenizer.pt"
+        export_model "${base_dir}/iter2"
+        cp "${base_dir}/iter2/encoder.pt" "${base_dir}/encoder.pt"
+        cp "${base_dir}/tokenizer/tokenizer.pt" "${base_dir}/tokenizer.pt"
+    fi
+    if [ ! -f "${base_dir}/tokenizer.pt" ]; then
+        if [ -n "${base_tokenizer}" ]; then
+            cp "${base_tokenizer}" "${base_dir}/tokenizer.pt"
+        else
+            train_model tokenizer_train "${base_dir}/tokenizer" "${tokenizer_config}" "${base_dir}/lists/train" "${base_dir}/lists/valid" \
+                --tokenizer_conf teacher="${base_dir}/encoder.pt"
+            export_model "${base_dir}/tokenizer"
+            cp "${base_dir}/tokenizer/tokenizer.pt" "${base_dir}/tokenizer.pt"
+        fi
+    fi
+    log "base encoder: ${base_dir}/encoder.pt, tokenizer: ${base_dir}/tokenizer.pt (official BEATs format)"
+fi
+
+# ---------------------------------------------------------------- 3-5. staged continual pre-training
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 3 ]; then
+    for method in ${methods}; do
+        prev="${base_dir}"
+        config_var="${method}_config"; config="${!config_var}"
+        for domain in ${domains}; do
+            out="${exp_dir}/${method}/${domain}"
+            mkdir -p "${out}"
+            if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+                log "Stage 3 (${method}, ${domain}): training lists"
+                if [ "${method}" = sonar ]; then
+                    if [ ! -f "${out}/replay/wav.scp" ]; then
+                        # shellcheck disable=SC2086
+                        ${train_cmd} "${out}/sample.log" python -m espnet2_sonar.bin.sonar_sample \
+                            --prior_dir "${pool_dir}/prior" --new_dir "${pool_dir}/${domain}" \
+                            --ckpt "${prev}/encoder.pt" --out_dir "${out}/replay" --nj "${nj}" ${sample_args} >/dev/null
+                    fi
+                    make_lists "${out}/lists" "${pool_dir}/${domain}" "${out}/replay/wav.scp"
+                else
+                    make_lists "${out}/lists" "${pool_dir}/${domain}"
+                fi
+            fi
+            if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+                log "Stage 4 (${method}, ${domain}): continual pre-training from ${prev}"
+                init_args=(--encoder_conf init="${prev}/encoder.pt" --tokenizer_conf init="${prev}/tokenizer.pt")
+                if [ -f "${prev}/model.pth" ]; then
+                    init_args+=(--init_param "${prev}/model.pth:predictor:predictor"
+                                "${prev}/model.pth:head_new:head_new" "${prev}/model.pth:head_new:head_old")
+                fi
+                train_model sonar_train "${out}" "${config}" "${out}/lists/train" "${out}/lists/valid" "${init_args[@]}"
+                export_model "${out}"
+            fi
+            if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+                export_model "${out}"
+                log "Stage 5 (${method}, ${domain}): ${out}/encoder.pt ${out}/tokenizer.pt ${out}/packed.zip"
+            fi
+            prev="${out}"
+        done
+    done
+fi
+
+# ---------------------------------------------------------------- 6. evaluation
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+    log "Stage 6: frozen probes -> ${exp_dir}/eval"
+    ckpts=("base:${base_dir}/encoder.pt")
+    for method in ${methods}; do
+        for domain in ${domains}; do ckpts+=("${method}/${domain}:${exp_dir}/${method}/${domain}/encoder.pt"); done
+    done
+    for entry in "${ckpts[@]}"; do
+        name=${entry%%:*}; ckpt=${entry#*:}
+        for task in ${probe_tasks}; do
+            for seed in ${probe_seeds}; do
+                res="${exp_dir}/eval/${name}/${task}/seed${seed}.json"
+                [ -f "${res}" ] && continue
+                mkdir -p "$(dirname "${res}")"
+                # shellcheck disable=SC2086
+                ${decode_cmd} "${res%.json}.log" python -m espnet2_sonar.bin.probe --ckpt "${ckpt}" \
+                    --train_dir "${task_dir}/${task}/train" --valid_dir "${task_dir}/${task}/valid" \
+                    --test_dir "${task_dir}/${task}/test" --seed "${seed}" \
+                    --cache_dir "${exp_dir}/eval/cache" --out "${res}" ${probe_args} >/dev/null
+            done
+        done
+    done
+fi
+
+# ---------------------------------------------------------------- 7. report
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+    log "Stage 7: report -> ${exp_dir}/report"
+    python -m espnet2_sonar.bin.report --eval_dir "${exp_dir}/eval" --exp_dir "${exp_dir}" \
+        --methods "${methods}" --domains "${domains}" --tasks "${probe_tasks}" --out_dir "${exp_dir}/report"
+    log "report: ${exp_dir}/report/report.md"
+fi
+
+log "checkpoints (official BEATs format): ${base_dir}/encoder.pt$(for m in ${methods}; do for d in ${domains}; do printf ' %s' "${exp_dir}/${m}/${d}/encoder.pt"; done; done)"
+log "Successfully finished. [elapsed=${SECONDS}s]"

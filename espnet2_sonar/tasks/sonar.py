@@ -1,0 +1,131 @@
+"""SonarTask: ESPnet task for SONAR / DCP continual pre-training and BEATs base pre-training.
+
+Every swappable part is a ``ClassChoices`` registry, so the usual ESPnet options work:
+
+    --encoder beats            --encoder_conf   {arch: tiny, init: null, config: {}}
+    --predictor beats          --predictor_conf {num_layers: 1}
+    --tokenizer occ|frozen|random_projection   --tokenizer_conf {...}
+    --distill_criterion cosine|mse
+    --model_conf {lambda_tok: 1.0, lambda_model: 1.0, ...}   (SonarConfig)
+
+Data: ``speech`` (wav.scp, type ``sonar_sound[_resample][_mix]`` for clear per-file errors)
+and optionally ``is_replay`` (``text_int`` file: ``<utt> 0|1``).
+"""
+
+import argparse
+from typing import Callable, Collection, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from espnet2.tasks.abs_task import AbsTask
+from espnet2.train.class_choices import ClassChoices
+from espnet2.train.collate_fn import CommonCollateFn
+from espnet2.train.trainer import Trainer
+from espnet2.utils.nested_dict_action import NestedDictAction
+from espnet2.utils.types import float_or_none
+
+from espnet2_sonar.data.crop import DeterministicCrop
+
+from espnet2_sonar.data.espnet_loader import register_data_types
+from espnet2_sonar.distill.criteria import CosineDistance, MSEDistance
+from espnet2_sonar.sonar.builders import build_encoder, build_predictor
+from espnet2_sonar.sonar.config import SonarConfig
+from espnet2_sonar.sonar.model import SonarModel
+from espnet2_sonar.sonar.tokenizers import (
+    EvolvingTokenizerTargets,
+    FrozenTokenizerTargets,
+    RandomProjectionTargets,
+)
+
+register_data_types()
+
+encoder_choices = ClassChoices("encoder", classes=dict(beats=build_encoder), default="beats")
+predictor_choices = ClassChoices("predictor", classes=dict(beats=build_predictor), default="beats")
+tokenizer_choices = ClassChoices(
+    "tokenizer",
+    classes=dict(
+        occ=EvolvingTokenizerTargets,
+        frozen=FrozenTokenizerTargets,
+        random_projection=RandomProjectionTargets,
+    ),
+    default="occ",
+)
+distill_criterion_choices = ClassChoices(
+    "distill_criterion", classes=dict(cosine=CosineDistance, mse=MSEDistance), default="cosine"
+)
+
+
+class SonarTask(AbsTask):
+    num_optimizers: int = 1
+    class_choices_list = [
+        encoder_choices,
+        predictor_choices,
+        tokenizer_choices,
+        distill_criterion_choices,
+    ]
+    trainer = Trainer
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        group = parser.add_argument_group(description="Task related")
+        group.add_argument(
+            "--model_conf",
+            action=NestedDictAction,
+            default=SonarConfig().to_dict(),
+            help="SonarConfig: lambda_tok, lambda_model, distill_layers, teacher_input, "
+            "mask_prob, seed, head_old_init (unknown keys are errors)",
+        )
+        group.add_argument(
+            "--crop_seconds",
+            type=float_or_none,
+            default=None,
+            help="Crop training/validation audio longer than this to a fixed window chosen by "
+            "a hash of the utterance id (the same in every epoch and after --resume)",
+        )
+        for class_choices in cls.class_choices_list:
+            class_choices.add_arguments(group)
+
+    @classmethod
+    def build_collate_fn(
+        cls, args: argparse.Namespace, train: bool
+    ) -> Callable[[Collection[Tuple[str, Dict[str, np.ndarray]]]], Tuple[List[str], Dict[str, torch.Tensor]]]:
+        return CommonCollateFn(float_pad_value=0.0, int_pad_value=-1)
+
+    @classmethod
+    def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
+        max_samples = None if args.crop_seconds is None else int(round(args.crop_seconds * 16000))
+        return DeterministicCrop(max_samples, seed=args.seed)
+
+    @classmethod
+    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("speech",)
+
+    @classmethod
+    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("is_replay",)
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> SonarModel:
+        config = SonarConfig.from_dict(args.model_conf)
+        encoder = encoder_choices.get_class(args.encoder)(**args.encoder_conf)
+        predictor = predictor_choices.get_class(args.predictor)(
+            encoder_dim=encoder.output_size(), **args.predictor_conf
+        )
+        targets = tokenizer_choices.get_class(args.tokenizer)(**args.tokenizer_conf)
+        criterion = distill_criterion_choices.get_class(args.distill_criterion)(
+            **args.distill_criterion_conf
+        )
+        teacher = None
+        if config.lambda_model > 0:
+            # M0 is the student's initial weights, frozen (a copy, so M can move away).
+            teacher = encoder_choices.get_class(args.encoder)(**args.encoder_conf)
+            teacher.load_state_dict(encoder.state_dict())
+        return SonarModel(
+            encoder=encoder,
+            predictor=predictor,
+            targets=targets,
+            teacher=teacher,
+            criterion=criterion,
+            config=config,
+        )
