@@ -7,14 +7,15 @@ set -euo pipefail
 domains="music bio env"
 methods="sonar dcp"
 subset=full
+size=tiny               # config set under conf/: tiny (CPU) or base (GPUs, official BEATs size)
 
 ./sonar.sh \
     --domains "${domains}" \
     --methods "${methods}" \
     --subset "${subset}" \
-    --pretrain_iter1_config conf/pretrain_iter1_tiny.yaml \
-    --tokenizer_config conf/tokenizer_tiny.yaml \
-    --pretrain_iter2_config conf/pretrain_iter2_tiny.yaml \
-    --sonar_config conf/train_sonar_tiny.yaml \
-    --dcp_config conf/train_dcp_tiny.yaml \
+    --pretrain_iter1_config conf/${size}/pretrain_iter1.yaml \
+    --tokenizer_config conf/${size}/tokenizer.yaml \
+    --pretrain_iter2_config conf/${size}/pretrain_iter2.yaml \
+    --sonar_config conf/${size}/train_sonar.yaml \
+    --dcp_config conf/${size}/train_dcp.yaml \
     "$@"
