@@ -40,7 +40,8 @@ def is_tokenizer_experiment(config: dict) -> bool:
 
 def export(exp_dir: str | Path, out_dir: str | Path | None = None) -> dict:
     """Export ``exp_dir``; returns the written paths by name."""
-    from espnet2_sonar.beats.interop import save_official, save_official_tokenizer
+    from espnet2_sonar.beats.interop import save_official
+    from espnet2_sonar.beats.interop_tokenizer import save_official_tokenizer
 
     exp_dir = Path(exp_dir)
     out_dir = Path(out_dir) if out_dir else exp_dir

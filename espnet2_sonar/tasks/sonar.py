@@ -13,6 +13,7 @@ and optionally ``is_replay`` (``text_int`` file: ``<utt> 0|1``).
 """
 
 import argparse
+import copy
 from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -29,7 +30,8 @@ from espnet2_sonar.data.crop import DeterministicCrop
 
 from espnet2_sonar.data.espnet_loader import register_data_types
 from espnet2_sonar.distill.criteria import CosineDistance, MSEDistance
-from espnet2_sonar.sonar.builders import build_encoder, build_predictor
+from espnet2_sonar.beats.predictor import BeatsPredictor
+from espnet2_sonar.sonar.builders import SonarBeatsEncoder
 from espnet2_sonar.sonar.config import SonarConfig
 from espnet2_sonar.sonar.model import SonarModel
 from espnet2_sonar.sonar.tokenizers import (
@@ -40,8 +42,8 @@ from espnet2_sonar.sonar.tokenizers import (
 
 register_data_types()
 
-encoder_choices = ClassChoices("encoder", classes=dict(beats=build_encoder), default="beats")
-predictor_choices = ClassChoices("predictor", classes=dict(beats=build_predictor), default="beats")
+encoder_choices = ClassChoices("encoder", classes=dict(beats=SonarBeatsEncoder), default="beats")
+predictor_choices = ClassChoices("predictor", classes=dict(beats=BeatsPredictor), default="beats")
 tokenizer_choices = ClassChoices(
     "tokenizer",
     classes=dict(
@@ -110,7 +112,7 @@ class SonarTask(AbsTask):
         config = SonarConfig.from_dict(args.model_conf)
         encoder = encoder_choices.get_class(args.encoder)(**args.encoder_conf)
         predictor = predictor_choices.get_class(args.predictor)(
-            encoder_dim=encoder.output_size(), **args.predictor_conf
+            config=encoder.config, **args.predictor_conf
         )
         targets = tokenizer_choices.get_class(args.tokenizer)(**args.tokenizer_conf)
         criterion = distill_criterion_choices.get_class(args.distill_criterion)(
@@ -119,8 +121,7 @@ class SonarTask(AbsTask):
         teacher = None
         if config.lambda_model > 0:
             # M0 is the student's initial weights, frozen (a copy, so M can move away).
-            teacher = encoder_choices.get_class(args.encoder)(**args.encoder_conf)
-            teacher.load_state_dict(encoder.state_dict())
+            teacher = copy.deepcopy(encoder)
         return SonarModel(
             encoder=encoder,
             predictor=predictor,

@@ -1,0 +1,154 @@
+"""Stage 3: task-relevant stratified replay sampling (TRSS) from the prior pool.
+
+    python -m espnet2_sonar.bin.sonar_sample --prior_dir data/prior --new_dir data/bio_train \
+        --ckpt exp/base/beats.pt --out_dir data/replay_bio [--layer -1] [--num_strata 64] \
+        [--rho 0.5] [--alpha 0.5] [--tau 0.1] [--min_per_stratum 1] [--seed 0] [--nj 4]
+
+Embeds both Kaldi dirs with the prior encoder M0 (mean-pooled ``--layer``; cached and
+resumable under ``--cache_dir``), clusters the prior pool, allocates the replay budget
+rho * |D_new| over the strata and writes to ``--out_dir``:
+
+* ``wav.scp``: the replay list (sorted by id), plus ``utt2dur`` / ``utt2spk`` of the
+  sampled ids when the prior dir has them, and ``utt2stratum``;
+* ``report.json``: config, seed, allocation per stratum, relevance, sampled ids.
+
+With ``--mix_dir`` it also writes the training list mixing the new dir and the replay
+list at ratio rho (``wav.scp`` + ``utt2source``; see ``espnet2_sonar.sampling.mixing``).
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from espnet2_sonar.sampling.mixing import read_kaldi_map, write_kaldi_map, write_mixed_dir
+from espnet2_sonar.sampling.stratified import StratifiedSamplerConfig, stratified_sample, write_report
+
+COPIED_FILES = ("utt2dur", "utt2spk")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    d = StratifiedSamplerConfig()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--prior_dir", required=True, type=Path, help="Kaldi dir of the prior pool P_old (wav.scp)")
+    p.add_argument("--new_dir", required=True, type=Path, help="Kaldi dir of the new domain D_new (wav.scp)")
+    p.add_argument("--ckpt", required=True, type=Path, help="official-format BEATs checkpoint of M0")
+    p.add_argument("--out_dir", required=True, type=Path, help="output dir for the replay list and report")
+    p.add_argument("--layer", type=int, default=-1, help="hidden state to mean-pool (index into extract_layers)")
+    p.add_argument("--num_strata", type=int, default=d.num_strata)
+    p.add_argument("--rho", type=float, default=d.rho)
+    p.add_argument("--alpha", type=float, default=d.alpha)
+    p.add_argument("--tau", type=float, default=d.tau)
+    p.add_argument("--min_per_stratum", type=int, default=d.min_per_stratum)
+    p.add_argument("--relevance", choices=("nearest", "softmax"), default=d.relevance)
+    p.add_argument("--relevance_temperature", type=float, default=d.relevance_temperature)
+    p.add_argument("--normalize", type=_str2bool, default=d.normalize, help="L2-normalise embeddings (true/false)")
+    p.add_argument("--kmeans_iters", type=int, default=d.kmeans_iters)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--nj", type=int, default=1, help="CPU threads for the encoder and for audio reading")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--max_seconds", type=float, default=None, help="cut clips to their first N seconds")
+    p.add_argument("--cache_dir", type=Path, default=None, help="embedding caches (default: OUT_DIR/emb_cache)")
+    p.add_argument("--mix_dir", type=Path, default=None, help="also write the new+replay training list here")
+    p.add_argument("--mix_repeat", type=_str2bool, default=False, help="repeat replay items if too few for rho")
+    p.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    return p
+
+
+def _str2bool(v: str) -> bool:
+    if v.lower() in ("true", "1", "yes"):
+        return True
+    if v.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {v!r}")
+
+
+def _ckpt_tag(ckpt: Path) -> str:
+    st = ckpt.stat()
+    return f"{ckpt.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from espnet2_sonar.beats.interop import load_official
+    from espnet2_sonar.sampling.embed import extract_embeddings
+
+    for d in (args.prior_dir, args.new_dir):
+        if not (d / "wav.scp").is_file():
+            raise FileNotFoundError(f"{d}/wav.scp: no such file")
+    if not args.ckpt.is_file():
+        raise FileNotFoundError(f"{args.ckpt}: no such checkpoint")
+    config = StratifiedSamplerConfig(
+        num_strata=args.num_strata,
+        rho=args.rho,
+        alpha=args.alpha,
+        tau=args.tau,
+        min_per_stratum=args.min_per_stratum,
+        relevance=args.relevance,
+        relevance_temperature=args.relevance_temperature,
+        normalize=args.normalize,
+        kmeans_iters=args.kmeans_iters,
+        seed=args.seed,
+    )
+    torch.set_num_threads(max(1, args.nj))
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    encoder = load_official(str(args.ckpt)).to(device).eval()
+    cache_dir = args.cache_dir or (args.out_dir / "emb_cache")
+    common = dict(
+        layer=args.layer,
+        batch_size=args.batch_size,
+        max_seconds=args.max_seconds,
+        num_workers=args.nj if args.nj > 1 else 0,
+        tag=_ckpt_tag(args.ckpt),
+        progress=not args.no_progress,
+    )
+    prior = extract_embeddings(encoder, args.prior_dir / "wav.scp", cache_dir / "prior", **common)
+    new = extract_embeddings(encoder, args.new_dir / "wav.scp", cache_dir / "new", **common)
+
+    result = stratified_sample(prior.ids, prior.embeddings, new.embeddings, config)
+    prior_scp = read_kaldi_map(args.prior_dir / "wav.scp")
+    chosen = sorted(result.sampled_ids)
+    out = args.out_dir
+    write_kaldi_map(out / "wav.scp", [(k, prior_scp[k]) for k in chosen])
+    stratum_of = dict(zip(result.sampled_ids, result.sampled_strata))
+    write_kaldi_map(out / "utt2stratum", [(k, str(stratum_of[k])) for k in chosen])
+    for name in COPIED_FILES:
+        src = args.prior_dir / name
+        if src.is_file():
+            table = read_kaldi_map(src)
+            missing = [k for k in chosen if k not in table]
+            if missing:
+                raise ValueError(f"{src}: lacks {len(missing)} sampled ids, e.g. {missing[:3]}")
+            write_kaldi_map(out / name, [(k, table[k]) for k in chosen])
+    result.extra.update(
+        {
+            "prior_dir": str(args.prior_dir),
+            "new_dir": str(args.new_dir),
+            "ckpt": str(args.ckpt),
+            "layer": args.layer,
+            "embedding_dim": int(prior.embeddings.shape[1]),
+        }
+    )
+    report = result.report()
+    if args.mix_dir is not None:
+        mixed = write_mixed_dir(args.new_dir, out, args.mix_dir, config.rho, seed=config.seed, repeat=args.mix_repeat)
+        report["mix"] = {"dir": str(args.mix_dir), "num_new": mixed.num_new, "num_replay": mixed.num_replay}
+    write_report(report, out / "report.json")
+    a = result.allocation
+    logging.info(
+        f"replay: {a.total} of {result.num_prior} prior items (budget {a.budget}) over {len(a.sizes)} strata -> {out}"
+    )
+    return report
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = get_parser().parse_args(cmd)
+    run(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,59 @@
+"""TokenizerTask: distil a BEATs tokenizer from a frozen BEATs encoder (ESPnet task).
+
+    --tokenizer_conf {arch: tiny, teacher: exp/base/iter1/encoder.pt, config: {...}}
+    --tokenizer_train_conf {commitment_weight: 1.0}
+
+Data as in SonarTask (``speech``, optional ``is_replay``).
+"""
+
+import argparse
+
+from espnet2.utils.nested_dict_action import NestedDictAction
+
+from espnet2_sonar.sonar.tokenizer_model import TokenizerTrainModel
+from espnet2_sonar.tasks.sonar import SonarTask
+
+_TRAIN_KEYS = {"commitment_weight"}
+_TOKENIZER_KEYS = {"arch", "teacher", "config"}
+
+
+class TokenizerTask(SonarTask):
+    class_choices_list = []
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        group = parser.add_argument_group(description="Tokenizer task related")
+        group.add_argument(
+            "--tokenizer_conf",
+            action=NestedDictAction,
+            default=dict(arch="tiny", teacher=None, config={}),
+            help="arch (tiny|small|base), teacher (official BEATs encoder checkpoint), "
+            "config (BeatsTokenizerConfig overrides)",
+        )
+        group.add_argument(
+            "--tokenizer_train_conf",
+            action=NestedDictAction,
+            default=dict(commitment_weight=1.0),
+            help="commitment_weight",
+        )
+        group.add_argument("--crop_seconds", type=float, default=None, help="see SonarTask")
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> TokenizerTrainModel:
+        from espnet2_sonar.beats.interop import load_official
+        from espnet2_sonar.tokenizer.tokenizer import BeatsTokenizer, BeatsTokenizerConfig
+
+        for name, conf, known in (("tokenizer_conf", args.tokenizer_conf, _TOKENIZER_KEYS),
+                                  ("tokenizer_train_conf", args.tokenizer_train_conf, _TRAIN_KEYS)):
+            unknown = sorted(set(conf) - known)
+            if unknown:
+                raise ValueError(f"--{name}: unknown key(s) {unknown}; known: {sorted(known)}")
+        teacher_path = args.tokenizer_conf.get("teacher")
+        if not teacher_path:
+            raise ValueError("--tokenizer_conf teacher=PATH (an official BEATs encoder checkpoint) is required")
+        teacher = load_official(teacher_path)
+        overrides = dict(args.tokenizer_conf.get("config") or {})
+        overrides.setdefault("target_dim", teacher.output_size())
+        config = BeatsTokenizerConfig.named(args.tokenizer_conf.get("arch", "tiny"), **overrides)
+        tokenizer = BeatsTokenizer(config)
+        return TokenizerTrainModel(tokenizer, teacher, **args.tokenizer_train_conf)
