@@ -1,0 +1,160 @@
+"""``load_encoder(path)``: a frozen-evaluation BEATs encoder from any checkpoint we produce.
+
+Accepted inputs:
+
+* an official-format BEATs checkpoint (``torch.save({'cfg': ..., 'model': ...})``, the
+  released ``BEATs_iter*.pt`` files and our stage-5 export), read by
+  ``espnet2_sonar.beats.interop.load_official``;
+* a packed / trained ESPnet model: a ``*.pth`` state dict (or ESPnet's resume
+  ``checkpoint.pth`` holding one under ``model``) whose encoder parameters carry the prefix
+  ``encoder.``, plus the ``config.yaml`` beside it whose ``encoder_conf`` holds either the
+  ``BeatsEncoder`` arguments (``config: {...official cfg keys...}``, ``fbank_mean``, ...)
+  or directly a BEATs config dict (official cfg keys). Give the ``.pth`` file or the
+  directory: a directory uses ``latest.pth`` if present, else its only ``*.pth``
+  (``checkpoint.pth`` aside).
+
+A file is read as an ESPnet model when it ends in ``.pth`` and a ``config.yaml`` sits beside
+it (or ``config`` is given), otherwise as an official checkpoint.
+
+Anything else raises ``ValueError`` naming the file and what was expected. The encoder
+state is loaded strictly: every ``encoder.*`` key must match; other prefixes (predictor,
+tokenizer, teacher, ...) are not the encoder's and are left out on purpose.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+ENCODER_PREFIX = "encoder."
+
+
+@dataclass
+class CheckpointFiles:
+    """What ``path`` resolved to."""
+
+    kind: str
+    """``official`` or ``espnet``."""
+    model_file: Path
+    config_file: Optional[Path]
+    """``config.yaml`` of an ESPnet model; None for official checkpoints."""
+
+    @property
+    def files(self) -> List[Path]:
+        """Every file the encoder's weights depend on (used as a cache key)."""
+        return [self.model_file] + ([self.config_file] if self.config_file else [])
+
+
+def _espnet_model_file(directory: Path) -> Path:
+    if (directory / "latest.pth").is_file():
+        return directory / "latest.pth"
+    candidates = sorted(p for p in directory.glob("*.pth") if p.name != "checkpoint.pth")
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates and (directory / "checkpoint.pth").is_file():
+        return directory / "checkpoint.pth"
+    if not candidates:
+        raise ValueError(f"{directory}: no *.pth model file (expected an ESPnet exp dir with config.yaml and *.pth)")
+    raise ValueError(
+        f"{directory}: several model files {[p.name for p in candidates]} and no latest.pth; pass one explicitly"
+    )
+
+
+def resolve_checkpoint(path: str | Path, config: str | Path | None = None) -> CheckpointFiles:
+    """Classify ``path`` (official ``.pt``, ESPnet ``.pth`` or ESPnet dir) without loading weights.
+
+    ``config`` overrides the ``config.yaml`` next to an ESPnet model file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        model_file = _espnet_model_file(path)
+    elif config is not None or (path.suffix == ".pth" and (path.parent / "config.yaml").is_file()):
+        model_file = path
+    else:
+        return CheckpointFiles("official", path, None)
+    config_file = Path(config) if config is not None else model_file.parent / "config.yaml"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{model_file}: the ESPnet config {config_file} does not exist")
+    return CheckpointFiles("espnet", model_file, config_file)
+
+
+def _encoder_conf_from_yaml(config_file: Path) -> dict:
+    import yaml
+
+    with open(config_file, encoding="utf-8") as f:
+        conf = yaml.safe_load(f)
+    if not isinstance(conf, dict) or not isinstance(conf.get("encoder_conf"), dict):
+        raise ValueError(f"{config_file}: no 'encoder_conf' mapping (expected a BEATs config dict there)")
+    return dict(conf["encoder_conf"])
+
+
+def _build_encoder(encoder_conf: dict, config_file: Path):
+    """``BeatsEncoder(**encoder_conf)`` when its keys are the encoder's arguments
+    (``config``, ``fbank_mean``, ...), else ``BeatsEncoder(BeatsConfig.from_dict(encoder_conf))``."""
+    import inspect
+
+    from espnet2_sonar.beats.config import BeatsConfig
+    from espnet2_sonar.beats.encoder import BeatsEncoder
+
+    arguments = set(inspect.signature(BeatsEncoder.__init__).parameters) - {"self"}
+    try:
+        if set(encoder_conf) <= arguments:
+            return BeatsEncoder(**encoder_conf)
+        return BeatsEncoder(BeatsConfig.from_dict(encoder_conf))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{config_file}: bad encoder_conf: {e}") from e
+
+
+def _encoder_state(model_file: Path) -> dict:
+    try:
+        state = torch.load(model_file, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        raise ValueError(f"{model_file}: cannot be read as a torch state dict ({e})") from e
+    if isinstance(state, dict) and isinstance(state.get("model"), dict) and "cfg" not in state:
+        state = state["model"]  # ESPnet resume checkpoint
+    if not isinstance(state, dict):
+        raise ValueError(f"{model_file}: expected a state dict, got {type(state).__name__}")
+    enc = {k[len(ENCODER_PREFIX) :]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
+    if not enc:
+        some = sorted(state)[:5]
+        raise ValueError(f"{model_file}: no parameters under the prefix '{ENCODER_PREFIX}' (first keys: {some})")
+    return enc
+
+
+def _load_official(model_file: Path):
+    from espnet2_sonar.beats.interop import encoder_from_official
+
+    try:
+        ckpt = torch.load(model_file, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        raise ValueError(f"{model_file}: cannot be read with torch.load ({e})") from e
+    if not (isinstance(ckpt, dict) and "cfg" in ckpt and "model" in ckpt):
+        raise ValueError(
+            f"{model_file}: unknown checkpoint format; expected an official BEATs checkpoint "
+            "(a dict with 'cfg' and 'model'), an ESPnet *.pth with its config.yaml beside it, "
+            "or an ESPnet exp dir"
+        )
+    # A fine-tuned checkpoint's AudioSet classifier is not part of the encoder.
+    ignore = ("predictor.*",) if dict(ckpt["cfg"]).get("finetuned_model") else ()
+    return encoder_from_official(ckpt, ignore=ignore, source=str(model_file))
+
+
+def load_encoder(path: str | Path, config: str | Path | None = None):
+    """Load a ``BeatsEncoder`` (eval mode, CPU) from an official or ESPnet checkpoint.
+
+    Args:
+        path: official ``.pt``, ESPnet ``.pth`` or ESPnet exp dir (see module docstring).
+        config: optional ESPnet ``config.yaml`` for a ``.pth`` stored elsewhere.
+    """
+    files = resolve_checkpoint(path, config)
+    if files.kind == "official":
+        return _load_official(files.model_file)
+    encoder = _build_encoder(_encoder_conf_from_yaml(files.config_file), files.config_file)
+    try:
+        encoder.load_state_dict(_encoder_state(files.model_file), strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{files.model_file}: encoder weights do not match {files.config_file}: {e}") from e
+    return encoder.eval()

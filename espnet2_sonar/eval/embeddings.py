@@ -1,0 +1,231 @@
+"""Per-layer mean-pooled embeddings of a labelled Kaldi-style data dir, with a disk cache.
+
+For every utterance the frozen encoder's hidden states of all layers (input to layer 1
+first, final output last) are averaged over the valid patches, giving ``[L+1, D]``.
+Averaging over all patches equals averaging the per-time-step frequency means (every
+time step has the same number of frequency patches), so this is "mean pooling over
+time" of the 160 ms frames the s3prl upstream exposes.
+
+Long recordings are cut into ``ceil(T / chunk)`` equal chunks of at most
+``chunk_seconds`` (attention memory grows with the square of the length); the pooled
+embedding is then the patch-count-weighted mean of the chunk means (each chunk, like any
+BEATs input, drops its trailing partial patch).
+
+Cache: one file per (checkpoint content, chunking, wav.scp content, every audio file's
+size and mtime) under ``cache_dir``; a later probe seed on the same checkpoint and data
+reads it instead of running the encoder.
+"""
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+SAMPLE_RATE = 16000
+CACHE_FORMAT = 1
+"""Bump when the pooled values for the same inputs change; old cache files are then ignored."""
+
+
+@dataclass
+class LabelledDir:
+    """A Kaldi-style dir with ``wav.scp`` and ``utt2label`` (same utterance ids)."""
+
+    path: Path
+    utt_ids: List[str]
+    """In ``wav.scp`` order."""
+    wav_paths: List[str]
+    labels: List[str]
+
+
+def read_labelled_dir(path: str | os.PathLike) -> LabelledDir:
+    """Read ``wav.scp`` + ``utt2label`` of ``path``; errors name the file and the problem.
+
+    Every ``wav.scp`` entry must be a plain file path (no Kaldi pipes) and have a label,
+    and every labelled utterance must be in ``wav.scp``.
+    """
+    from espnet2_sonar.data.espnet_loader import read_scp
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"data dir {path} does not exist")
+    files = {}
+    for name in ("wav.scp", "utt2label"):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"{path / name} is missing (a probe data dir needs wav.scp and utt2label)")
+        files[name] = read_scp(path / name)
+    wavs, labels = files["wav.scp"], files["utt2label"]
+    if not wavs:
+        raise ValueError(f"{path / 'wav.scp'} lists no utterances")
+    unlabelled = [u for u in wavs if u not in labels]
+    if unlabelled:
+        raise ValueError(
+            f"{len(unlabelled)} utterance(s) of {path / 'wav.scp'} have no entry in utt2label, e.g. {unlabelled[:3]}"
+        )
+    missing = [u for u in labels if u not in wavs]
+    if missing:
+        raise ValueError(f"{len(missing)} utterance(s) of {path / 'utt2label'} are not in wav.scp, e.g. {missing[:3]}")
+    wav_paths = []
+    for utt, value in wavs.items():
+        if value.rstrip().endswith("|"):
+            raise ValueError(f"{path / 'wav.scp'}: {utt}: pipe commands are not supported, give a file path")
+        p = Path(value)
+        if not p.is_absolute():
+            p = Path.cwd() / p
+        if not p.is_file():
+            raise FileNotFoundError(f"{path / 'wav.scp'}: {utt}: audio file {value} does not exist")
+        wav_paths.append(str(p))
+    return LabelledDir(path, list(wavs), wav_paths, [labels[u] for u in wavs])
+
+
+def pool_layers(layers: List[Tensor], valid_patches: Tensor) -> Tensor:
+    """Mean of each layer over the valid patches.
+
+    Args:
+        layers: L+1 tensors [B, N, D] (patches time-major).
+        valid_patches: [B] number of valid patches of each item (>= 1).
+    Returns:
+        [B, L+1, D] float32.
+    """
+    stacked = torch.stack(layers, dim=1).float()  # [B, L+1, N, D]
+    n = stacked.size(2)
+    mask = torch.arange(n, device=stacked.device)[None, :] < valid_patches.to(stacked.device)[:, None]  # [B, N]
+    summed = (stacked * mask[:, None, :, None]).sum(dim=2)  # [B, L+1, D]
+    return summed / valid_patches.to(stacked.device).clamp(min=1)[:, None, None].float()
+
+
+def _load_wave(path: str) -> Tensor:
+    from espnet2_sonar.data.audio import load_audio
+
+    wav, _ = load_audio(path, target_sr=SAMPLE_RATE)
+    wav = torch.as_tensor(wav, dtype=torch.float32)
+    if wav.dim() != 1:
+        raise ValueError(f"{path}: expected mono audio, got an array of shape {tuple(wav.shape)}")
+    return wav
+
+
+def _chunks(num_samples: int, chunk_samples: Optional[int]) -> List[tuple]:
+    """Equal chunks (start, end) of at most ``chunk_samples`` covering [0, num_samples)."""
+    if chunk_samples is None or num_samples <= chunk_samples:
+        return [(0, num_samples)]
+    k = math.ceil(num_samples / chunk_samples)
+    bounds = [round(i * num_samples / k) for i in range(k + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+@torch.no_grad()
+def extract_pooled(
+    encoder,
+    wav_paths: List[str],
+    batch_size: int = 8,
+    chunk_seconds: Optional[float] = 10.0,
+    device: str = "cpu",
+    desc: str = "embeddings",
+) -> Tensor:
+    """Pooled per-layer embeddings of every file.
+
+    Args:
+        encoder: a BeatsEncoder (``extract_layers``, ``patch_lengths``), in eval mode.
+        wav_paths: [n] audio files (read with ``espnet2_sonar.data.audio.load_audio`` at 16 kHz).
+        batch_size: chunks per encoder call; chunks are sorted by length to limit padding.
+        chunk_seconds: longest piece fed to the encoder at once; None for no cutting.
+    Returns:
+        [n, L+1, D] float32 on the CPU.
+    """
+    chunk = None if chunk_seconds is None else int(round(chunk_seconds * SAMPLE_RATE))
+    encoder.eval()
+    n = len(wav_paths)
+    sums, counts = None, torch.zeros(n, dtype=torch.float64)
+    block = batch_size * 16  # files read at a time: bounded memory, chunks sorted within it
+    with tqdm(total=n, desc=desc, unit="file") as bar:
+        for first in range(0, n, block):
+            waves = {i: _load_wave(wav_paths[i]) for i in range(first, min(first + block, n))}
+            pieces = [(i, s, e) for i, w in waves.items() for s, e in _chunks(w.numel(), chunk)]
+            pieces.sort(key=lambda x: x[2] - x[1], reverse=True)
+            for b in range(0, len(pieces), batch_size):
+                batch = pieces[b : b + batch_size]
+                lengths = torch.tensor([e - s for _, s, e in batch], dtype=torch.long)
+                wavs = torch.zeros(len(batch), int(lengths.max()))
+                for j, (i, s, e) in enumerate(batch):
+                    wavs[j, : e - s] = waves[i][s:e]
+                layers = encoder.extract_layers(wavs.to(device), lengths.to(device))
+                valid = encoder.patch_lengths(lengths.to(device)).cpu()
+                pooled = pool_layers(layers, valid).double().cpu()  # [b, L+1, D]
+                if sums is None:
+                    sums = torch.zeros(n, *pooled.shape[1:], dtype=torch.float64)
+                for j, (i, _, _) in enumerate(batch):
+                    sums[i] += pooled[j] * valid[j]
+                    counts[i] += valid[j]
+            bar.update(len(waves))
+    return (sums / counts[:, None, None]).float()
+
+
+def _file_digest(path: Path, h) -> None:
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+
+
+def cache_key(ckpt_files: List[Path], data: LabelledDir, chunk_seconds: Optional[float]) -> str:
+    """sha256 over the checkpoint files' content, the chunking, wav.scp and each audio file's size/mtime."""
+    h = hashlib.sha256(f"format={CACHE_FORMAT};chunk={chunk_seconds};".encode())
+    for f in ckpt_files:
+        _file_digest(Path(f), h)
+    _file_digest(data.path / "wav.scp", h)
+    for utt, p in zip(data.utt_ids, data.wav_paths):
+        st = os.stat(p)
+        h.update(f"{utt}\t{p}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+@dataclass
+class PooledEmbeddings:
+    """Pooled per-layer embeddings of one data dir under one checkpoint."""
+
+    utt_ids: List[str]
+    embeddings: Tensor
+    """[n, L+1, D] float32, rows in ``utt_ids`` order."""
+    from_cache: bool
+    cache_path: Optional[Path]
+
+
+def default_cache_dir() -> Path:
+    """``$ESPNET2_SONAR_CACHE/embeddings`` or ``~/.cache/espnet2_sonar/embeddings``."""
+    root = os.environ.get("ESPNET2_SONAR_CACHE") or Path.home() / ".cache" / "espnet2_sonar"
+    return Path(root) / "embeddings"
+
+
+def load_or_extract(
+    get_encoder: Callable[[], object],
+    ckpt_files: List[Path],
+    data: LabelledDir,
+    cache_dir: Optional[Path],
+    batch_size: int = 8,
+    chunk_seconds: Optional[float] = 10.0,
+    device: str = "cpu",
+    desc: str = "embeddings",
+) -> PooledEmbeddings:
+    """Cached pooled embeddings of ``data``; ``get_encoder()`` is only called on a cache miss.
+
+    ``cache_dir=None`` disables the cache. Cache files are written atomically.
+    """
+    path = None
+    if cache_dir is not None:
+        key = cache_key(ckpt_files, data, chunk_seconds)
+        path = Path(cache_dir) / f"{key[:40]}.pt"
+        if path.is_file():
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+            if stored.get("key") == key and stored.get("utt_ids") == data.utt_ids:
+                return PooledEmbeddings(data.utt_ids, stored["embeddings"], True, path)
+    emb = extract_pooled(get_encoder(), data.wav_paths, batch_size, chunk_seconds, device, desc)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        torch.save({"key": key, "utt_ids": data.utt_ids, "embeddings": emb, "data_dir": str(data.path)}, tmp)
+        os.replace(tmp, path)
+    return PooledEmbeddings(data.utt_ids, emb, False, path)

@@ -1,0 +1,364 @@
+"""Continual-learning report: accuracy matrices, adaptation gain and forgetting.
+
+Inputs are the probe results of recipe stage 6, one JSON per probe at
+``EVAL_DIR/<name>/<task>/seed<N>.json`` with ``name`` = ``base`` (stage 0, shared by every
+method) or ``<method>/<domain>`` (stage k = position of the domain in ``domains``, from 1).
+
+For every method and seed s (DESIGN.md, "Evaluation protocol"):
+
+- ``A_s[i][j]`` = accuracy on task j after stage i (stages 0..K);
+- adaptation gain on the task of domain k: ``A_s[k][task] - A_s[0][task]``;
+- forgetting on an old task (one whose domain is not adapted to):
+  ``(A_s[0][old] - A_s[K][old]) / A_s[0][old]``;
+- backward forgetting of domain k's task, from the stage that learned it to the last:
+  ``(A_s[k][task] - A_s[K][task]) / A_s[k][task]``, for k < K.
+
+Per-seed numbers come first; means and sample standard deviations (ddof=1, NaN for a
+single seed) are taken over the seeds that have the number. A per-seed average over
+several tasks is NaN when any of its tasks is missing, so seeds stay comparable.
+``build_results`` returns a JSON-ready dict (NaN written as ``null``); see its docstring.
+"""
+
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from espnet2_sonar.eval.metrics import adaptation_gain, relative_forgetting
+
+DEFAULT_TASK_DOMAIN = {"langid": "speech", "instrument": "music", "animal": "bio", "foley": "env"}
+CODEBOOK_KEYS = ("codebook_size", "code_perplexity", "dead_codes", "codes_added", "protected_codes")
+GAIN_SHARE = 0.8
+"""The verdict asks SONAR for at least this share of DCP's mean adaptation gain."""
+
+_SEED_FILE = re.compile(r"^seed(-?\d+)\.json$")
+
+
+@dataclass
+class ReportSpec:
+    """What the report covers; the same lists the recipe passes to its stages."""
+
+    methods: List[str]
+    """Continual methods, e.g. ``["sonar", "dcp"]``."""
+    domains: List[str]
+    """Adapted domains in stage order: ``domains[k - 1]`` is learned at stage k."""
+    tasks: List[str]
+    """Probe tasks (columns of the accuracy matrix)."""
+    task_domain: Dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TASK_DOMAIN))
+    """Domain of each task; tasks whose domain is not in ``domains`` are the old tasks."""
+    seeds: Optional[List[int]] = None
+    """Expected probe seeds; None: every seed found on disk."""
+
+    def __post_init__(self):
+        for name in ("methods", "domains", "tasks"):
+            values = getattr(self, name)
+            if not values:
+                raise ValueError(f"ReportSpec.{name} is empty")
+            if len(set(values)) != len(values):
+                raise ValueError(f"ReportSpec.{name} has duplicates: {values}")
+        if "base" in self.methods:
+            raise ValueError("'base' is stage 0 of every method, not a method")
+        unmapped = [t for t in self.tasks if t not in self.task_domain]
+        if unmapped:
+            raise ValueError(f"no domain for task(s) {unmapped}; give them in --task_domain task=domain,...")
+
+    @property
+    def old_tasks(self) -> List[str]:
+        return [t for t in self.tasks if self.task_domain[t] not in self.domains]
+
+    def new_tasks(self, domain: str) -> List[str]:
+        return [t for t in self.tasks if self.task_domain[t] == domain]
+
+    def stage_names(self, method: str) -> List[str]:
+        """Probe-result names of stages 0..K of ``method``."""
+        return ["base"] + [f"{method}/{d}" for d in self.domains]
+
+
+@dataclass
+class ProbeScore:
+    accuracy: float
+    macro_f1: float
+
+
+@dataclass
+class ProbeResults:
+    """The probe results found under an eval dir."""
+
+    scores: Dict[Tuple[str, str, int], ProbeScore]
+    """Keyed by (name, task, seed)."""
+    seeds: List[int]
+    missing: List[str]
+    """Expected result files that are absent, relative to the eval dir."""
+
+
+def load_probe_results(eval_dir, spec: ReportSpec) -> ProbeResults:
+    """Read ``eval_dir/<name>/<task>/seed<N>.json`` for every stage of every method.
+
+    Absent files are listed in ``missing``; a file that exists but is not a probe result
+    raises a ValueError naming it.
+    """
+    eval_dir = Path(eval_dir)
+    names = ["base"] + [n for m in spec.methods for n in spec.stage_names(m)[1:]]
+    found: Dict[Tuple[str, str, int], Path] = {}
+    for name in names:
+        for task in spec.tasks:
+            folder = eval_dir / name / task
+            for path in sorted(folder.glob("seed*.json")) if folder.is_dir() else []:
+                match = _SEED_FILE.match(path.name)
+                if match:
+                    found[(name, task, int(match.group(1)))] = path
+    seeds = sorted(spec.seeds if spec.seeds is not None else {k[2] for k in found})
+    if not seeds:
+        raise FileNotFoundError(
+            f"no probe results under {eval_dir} (expected <name>/<task>/seed<N>.json, e.g. "
+            f"{eval_dir / 'base' / spec.tasks[0] / 'seed0.json'}); run recipe stage 6 first"
+        )
+    scores, missing = {}, []
+    for name in names:
+        for task in spec.tasks:
+            for seed in seeds:
+                path = found.get((name, task, seed))
+                if path is None:
+                    missing.append(f"{name}/{task}/seed{seed}.json")
+                else:
+                    scores[(name, task, seed)] = _read_probe(path, seed)
+    return ProbeResults(scores=scores, seeds=seeds, missing=missing)
+
+
+def _read_probe(path: Path, seed: int) -> ProbeScore:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable probe result JSON ({e})") from e
+    if not isinstance(data, dict) or "accuracy" not in data:
+        raise ValueError(f"{path}: probe result without an 'accuracy' field")
+    if "seed" in data and int(data["seed"]) != seed:
+        raise ValueError(f"{path}: file name says seed {seed} but the result says seed {data['seed']}")
+    return ProbeScore(float(data["accuracy"]), float(data.get("macro_f1", math.nan)))
+
+
+def score_tensor(probes: ProbeResults, spec: ReportSpec, method: str, metric: str = "accuracy") -> np.ndarray:
+    """Per-seed matrix of one method: [num_seeds, K + 1, num_tasks], NaN where missing."""
+    names = spec.stage_names(method)
+    out = np.full((len(probes.seeds), len(names), len(spec.tasks)), math.nan)
+    for s, seed in enumerate(probes.seeds):
+        for i, name in enumerate(names):
+            for j, task in enumerate(spec.tasks):
+                score = probes.scores.get((name, task, seed))
+                if score is not None:
+                    out[s, i, j] = getattr(score, metric)
+    return out
+
+
+def seed_stats(values) -> dict:
+    """Mean, sample std (ddof=1) and count over the finite entries of ``values`` [num_seeds]."""
+    v = np.asarray(values, dtype=float).reshape(-1)
+    v = v[np.isfinite(v)]
+    return {
+        "mean": float(v.mean()) if v.size else math.nan,
+        "std": float(v.std(ddof=1)) if v.size >= 2 else math.nan,
+        "n": int(v.size),
+    }
+
+
+def _forgetting(before: float, after: float) -> float:
+    if not (math.isfinite(before) and math.isfinite(after)) or before <= 0:
+        return math.nan
+    return relative_forgetting(before, after)
+
+
+def _entry(per_seed: Sequence[float], seeds: Sequence[int], **extra) -> dict:
+    return {**extra, **seed_stats(per_seed), "per_seed": {str(s): float(v) for s, v in zip(seeds, per_seed)}}
+
+
+def _mean_over_tasks(columns: List[List[float]], num_seeds: int) -> List[float]:
+    """Per-seed mean over tasks; NaN for a seed missing any task (or when there are none)."""
+    if not columns:
+        return [math.nan] * num_seeds
+    return [float(np.mean(v)) for v in zip(*columns)]
+
+
+def method_results(probes: ProbeResults, spec: ReportSpec, method: str) -> dict:
+    """Matrices, gains and forgetting of one method (see ``build_results``)."""
+    acc = score_tensor(probes, spec, method, "accuracy")
+    f1 = score_tensor(probes, spec, method, "macro_f1")
+    seeds, K, col = probes.seeds, len(spec.domains), {t: j for j, t in enumerate(spec.tasks)}
+
+    def matrix(t: np.ndarray) -> dict:
+        cells = [[seed_stats(t[:, i, j]) for j in range(t.shape[2])] for i in range(t.shape[1])]
+        return {
+            key: [[c[key] for c in row] for row in cells] for key in ("mean", "std", "n")
+        } | {"per_seed": {str(s): t[k].tolist() for k, s in enumerate(seeds)}}
+
+    gains, gain_cols = {}, []
+    for k, domain in enumerate(spec.domains, start=1):
+        for task in spec.new_tasks(domain):
+            j = col[task]
+            per_seed = [adaptation_gain(acc[s, 0, j], acc[s, k, j]) for s in range(len(seeds))]
+            gains[task] = _entry(per_seed, seeds, domain=domain, stage=k)
+            gain_cols.append(per_seed)
+    forgetting, forget_cols = {}, []
+    for task in spec.old_tasks:
+        j = col[task]
+        per_seed = [_forgetting(acc[s, 0, j], acc[s, K, j]) for s in range(len(seeds))]
+        forgetting[task] = _entry(per_seed, seeds, domain=spec.task_domain[task], from_stage=0, to_stage=K)
+        forget_cols.append(per_seed)
+    backward, backward_cols = {}, []
+    for k, domain in enumerate(spec.domains[:-1], start=1):
+        for task in spec.new_tasks(domain):
+            j = col[task]
+            per_seed = [_forgetting(acc[s, k, j], acc[s, K, j]) for s in range(len(seeds))]
+            backward[task] = _entry(per_seed, seeds, domain=domain, from_stage=k, to_stage=K)
+            backward_cols.append(per_seed)
+    n = len(seeds)
+    return {
+        "stages": ["base"] + list(spec.domains),
+        "accuracy": matrix(acc),
+        "macro_f1": matrix(f1),
+        "gain": gains,
+        "forgetting_old": forgetting,
+        "backward_forgetting": backward,
+        "mean_gain": _entry(_mean_over_tasks(gain_cols, n), seeds),
+        "mean_forgetting_old": _entry(_mean_over_tasks(forget_cols, n), seeds),
+        "mean_backward_forgetting": _entry(_mean_over_tasks(backward_cols, n), seeds),
+    }
+
+
+def verdict(methods: Dict[str, dict], share: float = GAIN_SHARE) -> dict:
+    """SONAR vs DCP: lower mean forgetting on old tasks, and at least ``share`` of DCP's gain."""
+    out = {"gain_share_required": share}
+    absent = [m for m in ("sonar", "dcp") if m not in methods]
+    if absent:
+        return out | {"available": False, "reason": f"method(s) {absent} not in the report"}
+    s_f, d_f = methods["sonar"]["mean_forgetting_old"]["mean"], methods["dcp"]["mean_forgetting_old"]["mean"]
+    s_g, d_g = methods["sonar"]["mean_gain"]["mean"], methods["dcp"]["mean_gain"]["mean"]
+    out |= {"sonar_forgetting": s_f, "dcp_forgetting": d_f, "sonar_gain": s_g, "dcp_gain": d_g}
+    finite = all(math.isfinite(v) for v in (s_f, d_f, s_g, d_g))
+    if not finite:
+        return out | {"available": False, "reason": "forgetting or gain is missing (NaN) for sonar or dcp"}
+    out |= {
+        "available": True,
+        "reason": None,
+        "forgetting_lower": bool(s_f < d_f),
+        "gain_ratio": s_g / d_g if d_g > 0 else None,
+        "gain_ok": bool(s_g >= share * d_g),
+    }
+    out["sonar_wins"] = out["forgetting_lower"] and out["gain_ok"]
+    if d_g <= 0:
+        out["note"] = "DCP's mean gain is not positive, so the gain criterion says little"
+    return out
+
+
+def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dict] = None) -> dict:
+    """Everything the report shows, JSON-ready.
+
+    Keys: ``spec`` (methods, domains, tasks, task_domain, old_tasks, seeds); ``methods``:
+    per method ``stages``, ``accuracy`` and ``macro_f1`` matrices (``mean``/``std``/``n``
+    [K + 1][num_tasks] and ``per_seed``), ``gain`` and ``forgetting_old`` and
+    ``backward_forgetting`` per task (mean, std, n, per_seed, stages), and the per-seed-first
+    averages ``mean_gain``, ``mean_forgetting_old``, ``mean_backward_forgetting``;
+    ``summary`` (per method mean gain and mean forgetting on old tasks); ``verdict``;
+    ``codebook`` (per method, per domain, per key: train means per epoch); ``missing``.
+    Accuracies and forgetting are fractions, gains are absolute accuracy differences.
+    """
+    methods = {m: method_results(probes, spec, m) for m in spec.methods}
+    return {
+        "spec": {
+            "methods": list(spec.methods),
+            "domains": list(spec.domains),
+            "tasks": list(spec.tasks),
+            "task_domain": {t: spec.task_domain[t] for t in spec.tasks},
+            "old_tasks": spec.old_tasks,
+            "seeds": list(probes.seeds),
+        },
+        "methods": methods,
+        "summary": {
+            m: {k: {x: r[k][x] for x in ("mean", "std", "n")} for k in ("mean_gain", "mean_forgetting_old")}
+            for m, r in methods.items()
+        },
+        "verdict": verdict(methods),
+        "codebook": codebook or {},
+        "missing": list(probes.missing),
+    }
+
+
+def to_json(results: dict) -> str:
+    """JSON text with NaN/inf written as null (strict JSON)."""
+
+    def clean(x):
+        if isinstance(x, float):
+            return x if math.isfinite(x) else None
+        if isinstance(x, dict):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(results), indent=2, allow_nan=False) + "\n"
+
+
+# ---------------------------------------------------------------- codebook statistics
+
+_LOG_EPOCH = re.compile(r"(\d+)epoch results: (.*)$")
+_LOG_VALUE = re.compile(r"(\w+)=([-+]?(?:\d+\.?\d*(?:e[-+]?\d+)?|nan|inf))(?=,|\s*$)")
+
+
+def _stats_from_checkpoint(path: Path) -> Optional[Dict[int, dict]]:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001 -- an unreadable checkpoint only loses the plot
+        logging.warning("%s: cannot read the reporter state (%s)", path, e)
+        return None
+    stats = (state.get("reporter") or {}).get("stats") if isinstance(state, dict) else None
+    if not stats:
+        return None
+    return {int(e): d.get("train", {}) for e, d in stats.items()}
+
+
+def _stats_from_log(path: Path) -> Optional[Dict[int, dict]]:
+    out: Dict[int, dict] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        m = _LOG_EPOCH.search(line)
+        if not m:
+            continue
+        train = m.group(2).split("[train]", 1)
+        if len(train) == 2:
+            part = train[1].split(", [", 1)[0]
+            out[int(m.group(1))] = {k: float(v) for k, v in _LOG_VALUE.findall(part)}
+    return out or None
+
+
+def load_codebook_stats(exp_dir, spec: ReportSpec) -> dict:
+    """Per-epoch train means of ``CODEBOOK_KEYS`` for every (method, domain) stage dir.
+
+    Read from ESPnet's ``checkpoint.pth`` (key ``reporter``), else parsed from ``train.log``.
+    Returns ``{method: {domain: {key: [value per epoch]}}}`` holding only the keys that
+    were logged; methods or stages without any are left out.
+    """
+    out: dict = {}
+    for method in spec.methods:
+        for domain in spec.domains:
+            stage_dir = Path(exp_dir) / method / domain
+            epochs = None
+            if (stage_dir / "checkpoint.pth").is_file():
+                epochs = _stats_from_checkpoint(stage_dir / "checkpoint.pth")
+            if epochs is None and (stage_dir / "train.log").is_file():
+                epochs = _stats_from_log(stage_dir / "train.log")
+            if not epochs:
+                continue
+            order = sorted(epochs)
+            series = {
+                key: [float(epochs[e][key]) if epochs[e].get(key) is not None else math.nan for e in order]
+                for key in CODEBOOK_KEYS
+                if any(epochs[e].get(key) is not None for e in order)
+            }
+            if series:
+                out.setdefault(method, {})[domain] = series
+    return out
