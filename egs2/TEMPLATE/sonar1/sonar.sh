@@ -26,11 +26,12 @@ ngpu=0                  # GPUs for training (0: CPU)
 data_dir=data           # corpus output
 exp_dir=exp             # experiments
 subset=full             # corpus subset: full | tiny
-pretrain_iter1_config=conf/pretrain_iter1.yaml   # MAM with random-projection tokens
-tokenizer_config=conf/tokenizer.yaml              # tokenizer distillation
-pretrain_iter2_config=conf/pretrain_iter2.yaml   # MAM with the distilled tokenizer
-sonar_config=conf/train_sonar.yaml                # continual stage, method sonar
-dcp_config=conf/train_dcp.yaml                    # continual stage, method dcp
+size=tiny               # config set: conf/tiny (CPU) or conf/base (GPUs, official BEATs size)
+pretrain_iter1_config=""   # MAM with random-projection tokens   (default conf/${size}/pretrain_iter1.yaml)
+tokenizer_config=""        # tokenizer distillation              (default conf/${size}/tokenizer.yaml)
+pretrain_iter2_config=""   # MAM with the distilled tokenizer    (default conf/${size}/pretrain_iter2.yaml)
+sonar_config=""            # continual stage, method sonar       (default conf/${size}/train_sonar.yaml)
+dcp_config=""              # continual stage, method dcp         (default conf/${size}/train_dcp.yaml)
 sample_args=""          # extra args for espnet2_sonar.bin.sonar_sample
 train_args=""           # extra args for every training run
 probe_tasks="langid instrument animal foley"
@@ -47,7 +48,8 @@ Usage: $0 [options]
   --base_tokenizer PATH        official BEATs tokenizer checkpoint
   --nj N --ngpu N              parallel jobs / GPUs
   --data_dir DIR --exp_dir DIR --subset full|tiny
-  --*_config YAML              configs (see conf/)
+  --size tiny|base             config set under conf/ (tiny: CPU; base: GPUs)
+  --*_config YAML              override one config (see conf/)
   --train_args "..." --sample_args "..." --probe_args "..."
   --probe_tasks "..." --probe_seeds "0 1 2" --valid_share 0.05
 EOF
@@ -56,6 +58,14 @@ EOF
 . ./cmd.sh
 . utils/parse_options.sh
 [ $# -eq 0 ] || { log "unexpected arguments: $*"; exit 1; }
+: "${pretrain_iter1_config:=conf/${size}/pretrain_iter1.yaml}"
+: "${tokenizer_config:=conf/${size}/tokenizer.yaml}"
+: "${pretrain_iter2_config:=conf/${size}/pretrain_iter2.yaml}"
+: "${sonar_config:=conf/${size}/train_sonar.yaml}"
+: "${dcp_config:=conf/${size}/train_dcp.yaml}"
+for c in "${pretrain_iter1_config}" "${tokenizer_config}" "${pretrain_iter2_config}" "${sonar_config}" "${dcp_config}"; do
+    [ -f "$c" ] || { log "config not found: $c"; exit 1; }
+done
 for m in ${methods}; do
     case "$m" in sonar|dcp) ;; *) log "unknown method '$m' (sonar|dcp)"; exit 1 ;; esac
 done
