@@ -195,25 +195,14 @@ fi
 # ---------------------------------------------------------------- 6. evaluation
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     log "Stage 6: frozen probes -> ${exp_dir}/eval"
-    ckpts=("base:${base_dir}/encoder.pt")
+    ckpts="base=${base_dir}/encoder.pt"
     for method in ${methods}; do
-        for domain in ${domains}; do ckpts+=("${method}/${domain}:${exp_dir}/${method}/${domain}/encoder.pt"); done
+        for domain in ${domains}; do ckpts+=" ${method}/${domain}=${exp_dir}/${method}/${domain}/encoder.pt"; done
     done
-    for entry in "${ckpts[@]}"; do
-        name=${entry%%:*}; ckpt=${entry#*:}
-        for task in ${probe_tasks}; do
-            for seed in ${probe_seeds}; do
-                res="${exp_dir}/eval/${name}/${task}/seed${seed}.json"
-                [ -f "${res}" ] && continue
-                mkdir -p "$(dirname "${res}")"
-                # shellcheck disable=SC2086
-                ${decode_cmd} "${res%.json}.log" python -m espnet2_sonar.bin.probe --ckpt "${ckpt}" \
-                    --train_dir "${task_dir}/${task}/train" --valid_dir "${task_dir}/${task}/valid" \
-                    --test_dir "${task_dir}/${task}/test" --seed "${seed}" \
-                    --cache_dir "${exp_dir}/eval/cache" --out "${res}" ${probe_args} >/dev/null
-            done
-        done
-    done
+    # shellcheck disable=SC2086
+    ${decode_cmd} "${exp_dir}/eval/probe.log" python -m espnet2_sonar.bin.probe_matrix \
+        --ckpts "${ckpts}" --task_dir "${task_dir}" --tasks "${probe_tasks}" --seeds "${probe_seeds}" \
+        --out_dir "${exp_dir}/eval" ${probe_args}
 fi
 
 # ---------------------------------------------------------------- 7. report
