@@ -311,10 +311,15 @@ _LOG_VALUE = re.compile(r"(\w+)=([-+]?(?:\d+\.?\d*(?:e[-+]?\d+)?|nan|inf))(?=,|\
 def _stats_from_checkpoint(path: Path) -> Optional[Dict[int, dict]]:
     import torch
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # noqa: BLE001 -- an unreadable checkpoint only loses the plot
-        logging.warning("%s: cannot read the reporter state (%s)", path, e)
+    state, error = None, None
+    for mmap in (True, False):  # mmap: the model tensors are not read, only the reporter
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            break
+        except Exception as e:  # noqa: BLE001 -- an unreadable checkpoint only loses the plot
+            error = e
+    if state is None:
+        logging.warning("%s: cannot read the reporter state (%s); trying train.log", path, error)
         return None
     stats = (state.get("reporter") or {}).get("stats") if isinstance(state, dict) else None
     if not stats:

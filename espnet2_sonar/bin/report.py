@@ -1,0 +1,83 @@
+"""Continual-learning report (recipe stage 7): tables, plots, verdict.
+
+    python -m espnet2_sonar.bin.report --eval_dir EXP/eval --exp_dir EXP \\
+        --methods "sonar dcp" --domains "music bio env" --tasks "langid instrument animal foley" \\
+        --out_dir EXP/report [--task_domain langid=speech,instrument=music,animal=bio,foley=env]
+
+Reads EVAL_DIR/<base|method/domain>/<task>/seed<N>.json (stage 6) and, for codebook plots,
+EXP_DIR/<method>/<domain>/checkpoint.pth (or train.log). Writes OUT_DIR/results.json,
+results.csv, report.md, README_section.md and PNG figures. Missing probe results become
+NaN cells and are listed in report.md.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from espnet2_sonar.eval.report import DEFAULT_TASK_DOMAIN
+
+
+def parse_task_domain(text: str) -> Dict[str, str]:
+    """``"langid=speech,instrument=music"`` -> ``{"langid": "speech", "instrument": "music"}``."""
+    out = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        task, sep, domain = item.partition("=")
+        if not sep or not task.strip() or not domain.strip():
+            raise argparse.ArgumentTypeError(f"--task_domain item '{item}' is not task=domain")
+        out[task.strip()] = domain.strip()
+    return out
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--eval_dir", required=True, help="probe results of stage 6")
+    p.add_argument("--exp_dir", default=None, help="experiment dir with <method>/<domain> stage dirs")
+    p.add_argument("--methods", required=True, help='e.g. "sonar dcp"')
+    p.add_argument("--domains", required=True, help='adapted domains in stage order, e.g. "music bio env"')
+    p.add_argument("--tasks", required=True, help='probe tasks, e.g. "langid instrument animal foley"')
+    p.add_argument("--seeds", default=None, help='expected probe seeds (default: all found), e.g. "0 1 2"')
+    p.add_argument("--task_domain", type=parse_task_domain,
+                   default=",".join(f"{t}={d}" for t, d in DEFAULT_TASK_DOMAIN.items()),
+                   help="task=domain pairs, comma-separated")
+    p.add_argument("--out_dir", required=True)
+    p.add_argument("--readme_report_path", default=None,
+                   help="report path quoted in README_section.md (default: the debian_sounds recipe's)")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    from espnet2_sonar.eval.plots import write_plots
+    from espnet2_sonar.eval.report import (ReportSpec, build_results, load_codebook_stats,
+                                           load_probe_results, to_json)
+    from espnet2_sonar.eval.report_tables import (DEFAULT_REPORT_PATH, readme_section, report_markdown,
+                                                  results_csv)
+
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
+    spec = ReportSpec(
+        methods=args.methods.split(),
+        domains=args.domains.split(),
+        tasks=args.tasks.split(),
+        task_domain=args.task_domain,
+        seeds=[int(s) for s in args.seeds.split()] if args.seeds else None,
+    )
+    probes = load_probe_results(args.eval_dir, spec)
+    codebook = load_codebook_stats(args.exp_dir, spec) if args.exp_dir else {}
+    results = build_results(probes, spec, codebook)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(results, out)
+    (out / "results.json").write_text(to_json(results))
+    (out / "results.csv").write_text(results_csv(results))
+    (out / "report.md").write_text(report_markdown(results, plots, eval_dir=args.eval_dir))
+    (out / "README_section.md").write_text(
+        readme_section(results, args.readme_report_path or DEFAULT_REPORT_PATH))
+    if probes.missing:
+        logging.warning("%d probe result(s) missing; listed in %s", len(probes.missing), out / "report.md")
+    logging.info("report: %s", out / "report.md")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Text outputs of the continual-learning report: report.md, the README section, results.csv.
+
+All take the dict of ``report.build_results`` (fractions; NaN or None where missing) and
+show accuracy in %, gains in accuracy points, forgetting in % of the starting accuracy.
+"""
+
+import csv
+import io
+import math
+from typing import Dict, Optional
+
+DEFAULT_REPORT_PATH = "egs2/debian_sounds/sonar1/exp/report/report.md"
+_ARROW = " \u2192 "
+
+
+def _ok(v) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def fmt(stat: Optional[dict], signed: bool = False, n_seeds: Optional[int] = None) -> str:
+    """``{"mean", "std"[, "n"]}`` (fractions) -> ``"81.2 ± 1.0"`` in % / points; ``"—"`` if missing.
+
+    With ``n_seeds``, a number averaged over fewer seeds says so: ``"81.2 (n=1)"``.
+    """
+    if not stat or not _ok(stat.get("mean")):
+        return "—"
+    text = f"{stat['mean'] * 100:+.1f}" if signed else f"{stat['mean'] * 100:.1f}"
+    text += f" ± {stat['std'] * 100:.1f}" if _ok(stat.get("std")) else ""
+    if n_seeds is not None and stat.get("n") is not None and stat["n"] < n_seeds:
+        text += f" (n={stat['n']})"
+    return text
+
+
+def _table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def summary_table(results: dict) -> str:
+    header = ["method", "mean adaptation gain (pts)", "mean forgetting, old tasks (%)",
+              "backward forgetting, adapted tasks (%)"]
+    n = len(results["spec"]["seeds"])
+    rows = [[f"**{m}**", fmt(r["mean_gain"], True, n), fmt(r["mean_forgetting_old"], False, n),
+             fmt(r["mean_backward_forgetting"], False, n)] for m, r in results["methods"].items()]
+    return _table(header, rows)
+
+
+def verdict_text(v: dict) -> str:
+    """The SONAR-vs-DCP verdict in words."""
+    if not v.get("available"):
+        return f"**Verdict: undetermined** ({v.get('reason')})."
+    share = v["gain_share_required"]
+    ratio = "" if v["gain_ratio"] is None else f", {v['gain_ratio'] * 100:.0f}% of DCP's"
+    lines = [
+        f"- Forgetting on old tasks: SONAR {v['sonar_forgetting'] * 100:.1f}% vs DCP "
+        f"{v['dcp_forgetting'] * 100:.1f}% -> SONAR forgets less: **{'yes' if v['forgetting_lower'] else 'no'}**.",
+        f"- Adaptation gain: SONAR {v['sonar_gain'] * 100:+.1f} pts vs DCP {v['dcp_gain'] * 100:+.1f} pts"
+        f"{ratio} -> at least {share * 100:.0f}% of DCP's gain: **{'yes' if v['gain_ok'] else 'no'}**.",
+    ]
+    if v.get("note"):
+        lines.append(f"- Note: {v['note']}.")
+    head = ("**Verdict: SONAR meets both criteria** (less forgetting than DCP while keeping most of its gain)."
+            if v["sonar_wins"] else "**Verdict: SONAR does not meet both criteria.**")
+    return head + "\n\n" + "\n".join(lines) + "\n"
+
+
+def _task_head(results: dict, task: str) -> str:
+    return f"{task} ({results['spec']['task_domain'][task]})"
+
+
+def accuracy_table(results: dict, method: str) -> str:
+    spec, acc = results["spec"], results["methods"][method]["accuracy"]
+    stages = ["0 base"] + [f"{k} +{d}" for k, d in enumerate(spec["domains"], start=1)]
+    rows = []
+    for i, stage in enumerate(stages):
+        cells = []
+        for j, task in enumerate(spec["tasks"]):
+            cell = fmt({"mean": acc["mean"][i][j], "std": acc["std"][i][j], "n": acc["n"][i][j]},
+                       n_seeds=len(spec["seeds"]))
+            cells.append(f"**{cell}**" if i > 0 and spec["task_domain"][task] == spec["domains"][i - 1] else cell)
+        rows.append([stage] + cells)
+    return _table(["after stage"] + [_task_head(results, t) for t in spec["tasks"]], rows)
+
+
+def _per_task_table(results: dict, key: str, mean_key: str, signed: bool) -> Optional[str]:
+    tasks = list(next(iter(results["methods"].values()))[key])
+    if not tasks:
+        return None
+    any_entry = next(iter(results["methods"].values()))[key]
+
+    def head(t):
+        e = any_entry[t]
+        span = f"stage {e['stage']}" if "stage" in e else f"stages {e['from_stage']}\u2192{e['to_stage']}"
+        return f"{t} ({e['domain']}, {span})"
+
+    n = len(results["spec"]["seeds"])
+    rows = [[f"**{m}**"] + [fmt(r[key][t], signed, n) for t in tasks] + [fmt(r[mean_key], signed, n)]
+            for m, r in results["methods"].items()]
+    return _table(["method"] + [head(t) for t in tasks] + ["mean"], rows)
+
+
+def codebook_table(results: dict) -> Optional[str]:
+    codebook = results.get("codebook") or {}
+    keys = ["codebook_size", "code_perplexity", "dead_codes", "protected_codes"]
+    rows = []
+    for method, per in codebook.items():
+        for k, domain in enumerate(results["spec"]["domains"], start=1):
+            st = per.get(domain)
+            if st:
+                last = [st[key][-1] if key in st and st[key] else None for key in keys]
+                rows.append([method, f"{k} +{domain}", *("—" if not _ok(v) else f"{v:.1f}" for v in last)])
+    if not rows:
+        return None
+    return _table(["method", "stage", "codebook size", "usage perplexity", "dead codes", "protected codes"], rows)
+
+
+def report_markdown(results: dict, plots: Dict[str, str], eval_dir: Optional[str] = None) -> str:
+    """The full report.md; ``plots`` maps figure ids to file names (``plots.write_plots``)."""
+    spec, out = results["spec"], []
+    old = set(spec["old_tasks"])
+    task_list = ", ".join(
+        f"{t} ({spec['task_domain'][t]}, {'old' if t in old else 'new'})" for t in spec["tasks"])
+    n_missing = len(results["missing"])
+    out.append("# Continual pre-training report\n")
+    out.append(
+        f"Methods: {', '.join(spec['methods'])}. Domains in stage order: {_ARROW.join(spec['domains'])}. "
+        f"Tasks: {task_list}. Probe seeds: {', '.join(map(str, spec['seeds']))}"
+        + (f". Probe results read from `{eval_dir}`" if eval_dir else "")
+        + (f"; **{n_missing} missing** (see the end)." if n_missing else "; none missing.") + "\n")
+    out.append(
+        "Frozen-encoder probes (weighted layer sum, mean pooling, linear head), test accuracy; "
+        "mean ± std over seeds (sample std). A[i][j] = accuracy on task j after stage i. "
+        "Adaptation gain = A[k][task of domain k] \u2212 A[0][task], in accuracy points. "
+        "Forgetting on an old task = (A[0][old] \u2212 A[K][old]) / A[0][old], in % of the base accuracy "
+        "(positive = worse). Every number is computed per seed first, then averaged.\n")
+    out.append("## Summary\n")
+    out.append(summary_table(results))
+    out.append("## Verdict (SONAR vs DCP)\n")
+    out.append(verdict_text(results["verdict"]))
+    if "gain_vs_forgetting" in plots:
+        out.append(f"![adaptation gain vs forgetting]({plots['gain_vs_forgetting']})\n")
+    out.append("## Accuracy after each stage (%)\n")
+    out.append("Bold: the task of the domain adapted to at that stage.\n")
+    for method in spec["methods"]:
+        out.append(f"### {method}\n")
+        out.append(accuracy_table(results, method))
+        if f"accuracy_matrix_{method}" in plots:
+            out.append(f"![accuracy matrix {method}]({plots[f'accuracy_matrix_{method}']})\n")
+    if "per_stage" in plots:
+        out.append(f"![accuracy per stage]({plots['per_stage']})\n")
+    sections = [
+        ("Adaptation gain on new domains (accuracy points)", "gain", "mean_gain", True,
+         "A[k][task] \u2212 A[0][task], k = the stage that adapted to the task's domain."),
+        ("Forgetting on old tasks (% of base accuracy)", "forgetting_old", "mean_forgetting_old", False,
+         "(A[0][old] \u2212 A[K][old]) / A[0][old]; old tasks belong to no adapted domain."),
+        ("Backward forgetting of adapted domains (% of accuracy right after adaptation)", "backward_forgetting",
+         "mean_backward_forgetting", False,
+         "(A[k][task] \u2212 A[K][task]) / A[k][task]: how much of a new domain's task is lost by the "
+         "later stages; the last domain has no later stage and is left out."),
+    ]
+    for title, key, mean_key, signed, note in sections:
+        out.append(f"## {title}\n")
+        out.append(note + "\n")
+        out.append(_per_task_table(results, key, mean_key, signed) or "No task qualifies.\n")
+    out.append("## Codebook\n")
+    table = codebook_table(results)
+    if table is None:
+        out.append("No codebook statistics found (no `checkpoint.pth` reporter state or `train.log` "
+                   "with codebook keys in the stage directories).\n")
+    else:
+        out.append("Last-epoch train means per stage.\n")
+        out.append(table)
+        if "codebook" in plots:
+            out.append(f"![codebook]({plots['codebook']})\n")
+    out.append("## Missing\n")
+    if results["missing"]:
+        out.append("Probe results not found (their cells are NaN / \u2014):\n")
+        out.append("\n".join(f"- `{m}`" for m in results["missing"]) + "\n")
+    else:
+        out.append("None.\n")
+    return "\n".join(out)
+
+
+def readme_section(results: dict, report_path: str = DEFAULT_REPORT_PATH) -> str:
+    """Short markdown "Results" section for README.md: summary, verdict, how to reproduce."""
+    spec = results["spec"]
+    parts = [
+        "## Results\n",
+        f"Continual pre-training over {_ARROW.join(spec['domains'])}; frozen-probe test accuracy, "
+        f"mean ± std over seeds {', '.join(map(str, spec['seeds']))}. Gain: accuracy points on each new "
+        f"domain's task right after adapting to it; forgetting: % of base accuracy lost on old tasks "
+        f"({', '.join(spec['old_tasks']) or 'none'}) after the last stage.\n",
+        summary_table(results),
+        verdict_text(results["verdict"]),
+    ]
+    if results["missing"]:
+        parts.append(f"{len(results['missing'])} probe result(s) were missing; see the full report.\n")
+    parts.append(
+        "Reproduce: `bash scripts/run_main.sh` (builds the offline corpus and runs every recipe stage), "
+        f"then read `{report_path}` (tables, plots, per-seed numbers in `results.json` / `results.csv`).\n")
+    return "\n".join(parts)
+
+
+def results_csv(results: dict) -> str:
+    """Long format: method, stage, stage_name, task, seed, accuracy, macro_f1 (found probes only).
+
+    Stage 0 (``base``) is repeated under every method so each method's rows are complete.
+    """
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["method", "stage", "stage_name", "task", "seed", "accuracy", "macro_f1"])
+    for method, r in results["methods"].items():
+        acc, f1 = r["accuracy"]["per_seed"], r["macro_f1"]["per_seed"]
+        for seed in map(str, results["spec"]["seeds"]):
+            for i, stage in enumerate(r["stages"]):
+                for j, task in enumerate(results["spec"]["tasks"]):
+                    a, f = acc[seed][i][j], f1[seed][i][j]
+                    if _ok(a):
+                        writer.writerow([method, i, stage, task, seed, repr(float(a)),
+                                         repr(float(f)) if _ok(f) else ""])
+    return buf.getvalue()

@@ -1,0 +1,211 @@
+"""Continual-learning report: formulas on a hand-computed example, verdict, missing results, outputs."""
+
+import csv
+import io
+import json
+import math
+
+import pytest
+
+from espnet2_sonar.eval.report import (ReportSpec, build_results, load_codebook_stats, load_probe_results,
+                                       to_json, verdict)
+from espnet2_sonar.eval.report_tables import readme_section, report_markdown, results_csv
+
+TASKS = ["langid", "instrument", "animal"]
+DOMAINS = ["music", "bio"]
+# ACC[name][seed] = accuracy per task (langid, instrument, animal); base is stage 0 of both methods.
+ACC = {
+    "base": {0: [0.80, 0.50, 0.40], 1: [0.60, 0.40, 0.50]},
+    "sonar/music": {0: [0.78, 0.70, 0.42], 1: [0.57, 0.60, 0.50]},
+    "sonar/bio": {0: [0.76, 0.66, 0.60], 1: [0.54, 0.50, 0.80]},
+    "dcp/music": {0: [0.60, 0.75, 0.30], 1: [0.45, 0.65, 0.30]},
+    "dcp/bio": {0: [0.40, 0.50, 0.65], 1: [0.30, 0.40, 0.80]},
+}
+S2 = math.sqrt(2)
+
+
+def write_probes(root, acc=ACC, skip=()):
+    for name, per_seed in acc.items():
+        for seed, values in per_seed.items():
+            for task, a in zip(TASKS, values):
+                rel = f"{name}/{task}/seed{seed}.json"
+                if rel in skip:
+                    continue
+                path = root / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps({"accuracy": a, "macro_f1": a - 0.1, "n_train": 10, "n_test": 5,
+                                            "layer_weights": [0.5, 0.5], "seed": seed}))
+
+
+def spec(**kw):
+    return ReportSpec(methods=["sonar", "dcp"], domains=DOMAINS, tasks=TASKS, **kw)
+
+
+@pytest.mark.timeout(60)
+def test_matrix_gain_forgetting_follow_the_formulas(tmp_path):
+    write_probes(tmp_path)
+    probes = load_probe_results(tmp_path, spec())
+    assert probes.seeds == [0, 1] and probes.missing == []
+    r = build_results(probes, spec())
+    s = r["methods"]["sonar"]
+    # A[2][langid] over seeds: 0.76, 0.54
+    assert s["accuracy"]["mean"][2][0] == pytest.approx(0.65)
+    assert s["accuracy"]["std"][2][0] == pytest.approx(0.22 / S2)
+    assert s["accuracy"]["per_seed"]["1"][1] == pytest.approx([0.57, 0.60, 0.50])
+    assert r["methods"]["dcp"]["accuracy"]["mean"][0] == s["accuracy"]["mean"][0]  # shared base
+    # gains: instrument at stage 1, animal at stage 2
+    assert s["gain"]["instrument"]["stage"] == 1 and s["gain"]["animal"]["stage"] == 2
+    assert s["gain"]["instrument"]["per_seed"] == pytest.approx({"0": 0.20, "1": 0.20})
+    assert s["gain"]["animal"]["mean"] == pytest.approx(0.25)
+    assert s["gain"]["animal"]["std"] == pytest.approx(0.10 / S2)
+    assert s["mean_gain"]["per_seed"] == pytest.approx({"0": 0.20, "1": 0.25})
+    assert s["mean_gain"]["mean"] == pytest.approx(0.225)
+    # forgetting on the old task langid (speech): (A0 - AK) / A0 per seed
+    assert list(s["forgetting_old"]) == ["langid"]
+    assert s["forgetting_old"]["langid"]["per_seed"] == pytest.approx({"0": 0.05, "1": 0.10})
+    assert s["mean_forgetting_old"]["mean"] == pytest.approx(0.075)
+    assert s["mean_forgetting_old"]["std"] == pytest.approx(0.05 / S2)
+    # backward forgetting: instrument from stage 1 to 2; the last domain has none
+    assert list(s["backward_forgetting"]) == ["instrument"]
+    assert s["backward_forgetting"]["instrument"]["per_seed"] == pytest.approx({"0": 0.04 / 0.70, "1": 0.10 / 0.60})
+    d = r["methods"]["dcp"]
+    assert d["mean_forgetting_old"]["mean"] == pytest.approx(0.5)
+    assert d["mean_gain"]["mean"] == pytest.approx(0.2625)
+    v = r["verdict"]
+    assert v["available"] and v["forgetting_lower"] and v["gain_ok"] and v["sonar_wins"]
+    assert v["gain_ratio"] == pytest.approx(0.225 / 0.2625)
+    assert r["summary"]["sonar"]["mean_gain"]["mean"] == pytest.approx(0.225)
+
+
+def _m(forgetting, gain):
+    return {"mean_forgetting_old": {"mean": forgetting}, "mean_gain": {"mean": gain}}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "sonar, dcp, lower, gain_ok",
+    [((0.05, 0.20), (0.50, 0.22), True, True),
+     ((0.50, 0.20), (0.05, 0.22), False, True),   # forgetting flipped
+     ((0.05, 0.15), (0.50, 0.22), True, False),   # 0.15 < 0.8 * 0.22
+     ((0.50, 0.15), (0.05, 0.22), False, False)],
+)
+def test_verdict_flips_with_the_numbers(sonar, dcp, lower, gain_ok):
+    v = verdict({"sonar": _m(*sonar), "dcp": _m(*dcp)})
+    assert v["forgetting_lower"] is lower and v["gain_ok"] is gain_ok
+    assert v["sonar_wins"] is (lower and gain_ok)
+    assert v["sonar_forgetting"] == sonar[0] and v["dcp_gain"] == dcp[1]
+
+
+@pytest.mark.timeout(60)
+def test_verdict_undetermined_without_dcp_or_numbers():
+    assert not verdict({"sonar": _m(0.1, 0.2)})["available"]
+    assert not verdict({"sonar": _m(math.nan, 0.2), "dcp": _m(0.1, 0.2)})["available"]
+
+
+@pytest.mark.timeout(60)
+def test_swapping_method_results_flips_the_verdict(tmp_path):
+    swapped = {n.replace("sonar", "tmp").replace("dcp", "sonar").replace("tmp", "dcp"): v for n, v in ACC.items()}
+    write_probes(tmp_path, swapped)
+    v = build_results(load_probe_results(tmp_path, spec()), spec())["verdict"]
+    assert v["available"] and not v["forgetting_lower"] and v["gain_ok"] and not v["sonar_wins"]
+
+
+@pytest.mark.timeout(60)
+def test_missing_results_give_nan_and_a_list(tmp_path):
+    gone = ["sonar/bio/langid/seed1.json", "dcp/music/animal/seed0.json"]
+    write_probes(tmp_path, skip=gone)
+    probes = load_probe_results(tmp_path, spec())
+    assert sorted(probes.missing) == sorted(gone)
+    r = build_results(probes, spec())
+    s = r["methods"]["sonar"]
+    assert math.isnan(s["accuracy"]["per_seed"]["1"][2][0])
+    assert s["accuracy"]["mean"][2][0] == pytest.approx(0.76) and s["accuracy"]["n"][2][0] == 1
+    assert math.isnan(s["accuracy"]["std"][2][0])
+    assert math.isnan(s["forgetting_old"]["langid"]["per_seed"]["1"])
+    assert s["mean_forgetting_old"]["mean"] == pytest.approx(0.05) and s["mean_forgetting_old"]["n"] == 1
+    assert r["missing"] == probes.missing
+    parsed = json.loads(to_json(r))  # strict JSON: NaN -> null
+    assert parsed["methods"]["sonar"]["accuracy"]["std"][2][0] is None
+    md = report_markdown(r, {})
+    assert "## Missing" in md and all(g in md for g in gone)
+    assert "| 2 +bio | 76.0 (n=1) |" in md  # a one-seed cell has no std and says so
+    rows = list(csv.DictReader(io.StringIO(results_csv(r))))
+    assert len(rows) == 2 * 2 * 3 * 3 - 2  # methods x seeds x stages x tasks, less the missing
+    assert not any(x["method"] == "sonar" and x["stage"] == "2" and x["task"] == "langid" and x["seed"] == "1"
+                   for x in rows)
+
+
+@pytest.mark.timeout(60)
+def test_bad_inputs_raise_naming_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no probe results"):
+        load_probe_results(tmp_path, spec())
+    write_probes(tmp_path)
+    bad = tmp_path / "base/langid/seed0.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="seed0.json"):
+        load_probe_results(tmp_path, spec())
+    bad.write_text(json.dumps({"accuracy": 0.5, "seed": 3}))
+    with pytest.raises(ValueError, match="seed 0 but"):
+        load_probe_results(tmp_path, spec())
+    with pytest.raises(ValueError, match="no domain for task"):
+        ReportSpec(methods=["sonar"], domains=["music"], tasks=["langid", "weird"])
+
+
+def _fake_codebook_run(exp_dir):
+    """sonar stages: a reporter state in checkpoint.pth; dcp/music: a train.log only."""
+    import torch
+    from espnet2.train.reporter import Reporter
+
+    for k, domain in enumerate(DOMAINS):
+        rep = Reporter()
+        for epoch in (1, 2):
+            rep.set_epoch(epoch)
+            with rep.observe("train") as sub:
+                for step in range(2):
+                    sub.register({"loss": 1.0, "codebook_size": 8.0 + 4 * k + 2 * (epoch - 1),
+                                  "code_perplexity": 5.0 + step, "dead_codes": 1.0, "codes_added": 0.5})
+                    sub.next()
+        out = exp_dir / "sonar" / domain
+        out.mkdir(parents=True)
+        torch.save({"model": {}, "reporter": rep.state_dict(), "optimizers": []}, out / "checkpoint.pth")
+    log = exp_dir / "dcp" / "music" / "train.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("x (trainer:1) INFO: 1epoch results: [train] loss=1.000, codebook_size=8.000, time=1 hour, "
+                   "2 minutes and 3 seconds, total_count=4, [valid] codebook_size=99.000\n")
+
+
+@pytest.mark.timeout(120)
+def test_codebook_stats_from_checkpoint_and_log(tmp_path):
+    _fake_codebook_run(tmp_path)
+    cb = load_codebook_stats(tmp_path, spec())
+    assert cb["sonar"]["music"]["codebook_size"] == [8.0, 10.0]
+    assert cb["sonar"]["bio"]["code_perplexity"] == [5.5, 5.5]
+    assert "protected_codes" not in cb["sonar"]["music"]
+    assert cb["dcp"] == {"music": {"codebook_size": [8.0]}}
+
+
+@pytest.mark.timeout(180)
+def test_cli_writes_report_plots_and_readme_section(tmp_path):
+    from espnet2_sonar.bin.report import main
+
+    eval_dir, exp_dir, out = tmp_path / "eval", tmp_path / "exp", tmp_path / "report"
+    write_probes(eval_dir, skip=["dcp/bio/animal/seed1.json"])
+    _fake_codebook_run(exp_dir)
+    main(["--eval_dir", str(eval_dir), "--exp_dir", str(exp_dir), "--methods", "sonar dcp",
+          "--domains", "music bio", "--tasks", "langid instrument animal", "--out_dir", str(out),
+          "--task_domain", "langid=speech,instrument=music,animal=bio"])
+    for name in ["accuracy_matrix_sonar.png", "accuracy_matrix_dcp.png", "gain_vs_forgetting.png",
+                 "per_stage.png", "codebook.png"]:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert (out / name).stat().st_size > 5000, name
+    results = json.loads((out / "results.json").read_text())
+    assert results["missing"] == ["dcp/bio/animal/seed1.json"]
+    assert results["verdict"]["sonar_wins"] is True
+    md = (out / "report.md").read_text()
+    for needle in ["accuracy_matrix_sonar.png", "gain_vs_forgetting.png", "codebook.png", "Verdict",
+                   "dcp/bio/animal/seed1.json", "| 2 +bio |"]:
+        assert needle in md, needle
+    readme = (out / "README_section.md").read_text()
+    assert readme.startswith("## Results") and "bash scripts/run_main.sh" in readme
+    assert readme == readme_section(results)  # the section renders the same from results.json
+    assert (out / "results.csv").read_text().startswith("method,stage,stage_name,task,seed,accuracy,macro_f1")
