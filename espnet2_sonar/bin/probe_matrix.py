@@ -10,6 +10,11 @@ results that exist, so an interrupted stage resumes. Pooled embeddings are cache
 checkpoint and data dir under ``--cache_dir`` (default ``out_dir/cache``); the three seeds
 of one checkpoint and task reuse one extraction. One process instead of one per probe
 saves the toolkit's start-up time on every probe.
+
+``--max_per_class N`` probes on at most N utterances per class and split, chosen by a hash
+of the utterance id (the same subset for every checkpoint, seed and rerun); the subsets are
+written as Kaldi dirs under ``out_dir/subsets`` and recorded in each result. Large tasks
+(e.g. spoken language ID with thousands of clips) then cost what small ones do.
 """
 
 import argparse
@@ -30,6 +35,33 @@ def _pairs(spec: str) -> List[tuple]:
     return out
 
 
+def capped_dir(src: Path, dst: Path, max_per_class: int) -> Path:
+    """``src`` (wav.scp + utt2label) with at most ``max_per_class`` utterances per label.
+
+    Utterances are ranked by sha256 of their id within each label, so the subset depends
+    on nothing but the ids. Returns ``src`` itself when no class exceeds the cap.
+    """
+    import hashlib
+
+    from espnet2_sonar.sampling.mixing import read_kaldi_map, write_kaldi_map
+
+    wavs, labels = read_kaldi_map(src / "wav.scp"), read_kaldi_map(src / "utt2label")
+    by_label: dict = {}
+    for utt in wavs:
+        by_label.setdefault(labels.get(utt), []).append(utt)
+    if all(len(v) <= max_per_class for v in by_label.values()):
+        return src
+    keep = set()
+    for utts in by_label.values():
+        utts.sort(key=lambda u: hashlib.sha256(u.encode()).hexdigest())
+        keep.update(utts[:max_per_class])
+    kept = [u for u in wavs if u in keep]
+    if not (dst / "utt2label").exists():
+        write_kaldi_map(dst / "wav.scp", [(u, wavs[u]) for u in kept])
+        write_kaldi_map(dst / "utt2label", [(u, labels[u]) for u in kept])
+    return dst
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from tqdm import tqdm
 
@@ -43,6 +75,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out_dir", required=True)
     p.add_argument("--cache_dir", default=None)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--max_per_class", type=int, default=0, help="cap per class and split (0: no cap)")
     args = p.parse_args(argv)
 
     out_dir = Path(args.out_dir)
@@ -55,18 +88,24 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if not res.exists():
                     jobs.append((name, ckpt, task, seed, res))
     for name, ckpt, task, seed, res in tqdm(jobs, desc="probes", unit="probe"):
-        base = Path(args.task_dir) / task
-        valid = base / "valid"
+        dirs = {}
+        for split in ("train", "valid", "test"):
+            src = Path(args.task_dir) / task / split
+            if not (src / "wav.scp").exists():
+                continue
+            dirs[split] = capped_dir(src, out_dir / "subsets" / task / split, args.max_per_class) \
+                if args.max_per_class > 0 else src
         result = run_probe(
             ckpt=ckpt,
-            train_dir=str(base / "train"),
-            test_dir=str(base / "test"),
-            valid_dir=str(valid) if (valid / "wav.scp").exists() else None,
+            train_dir=str(dirs["train"]),
+            test_dir=str(dirs["test"]),
+            valid_dir=str(dirs["valid"]) if "valid" in dirs else None,
             seed=seed,
             config=ProbeConfig(),
             cache_dir=str(cache_dir),
             device=args.device,
         )
+        result["max_per_class"] = args.max_per_class
         res.parent.mkdir(parents=True, exist_ok=True)
         tmp = res.with_name(f".{res.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(result, indent=2) + "\n")

@@ -36,7 +36,8 @@ sample_args=""          # extra args for espnet2_sonar.bin.sonar_sample
 train_args=""           # extra args for every training run
 probe_tasks="langid instrument animal foley"
 probe_seeds="0 1 2"
-probe_args=""           # extra args for espnet2_sonar.bin.probe
+probe_args=""           # extra args for espnet2_sonar.bin.probe_matrix
+probe_max_per_class=60  # probe on at most this many clips per class and split (0: all)
 valid_share=0.05        # share of each pool held out for validation losses
 
 help_message=$(cat <<EOF
@@ -51,7 +52,7 @@ Usage: $0 [options]
   --size tiny|base             config set under conf/ (tiny: CPU; base: GPUs)
   --*_config YAML              override one config (see conf/)
   --train_args "..." --sample_args "..." --probe_args "..."
-  --probe_tasks "..." --probe_seeds "0 1 2" --valid_share 0.05
+  --probe_tasks "..." --probe_seeds "0 1 2" --probe_max_per_class 60 --valid_share 0.05
 EOF
 )
 . ./path.sh
@@ -202,7 +203,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     # shellcheck disable=SC2086
     ${decode_cmd} "${exp_dir}/eval/probe.log" python -m espnet2_sonar.bin.probe_matrix \
         --ckpts "${ckpts}" --task_dir "${task_dir}" --tasks "${probe_tasks}" --seeds "${probe_seeds}" \
-        --out_dir "${exp_dir}/eval" ${probe_args}
+        --out_dir "${exp_dir}/eval" --max_per_class "${probe_max_per_class}" ${probe_args}
 fi
 
 # ---------------------------------------------------------------- 7. report
