@@ -21,14 +21,16 @@ All three use the released iter3 recipe: post-LN DeepNorm, gated relative positi
 layer-wise gradient decay 0.6.
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Dict
+
+from espnet2_sonar.utils.config import StrictConfig
 
 ACTIVATIONS = ("relu", "gelu", "gelu_accurate", "tanh", "linear")
 
 
 @dataclass
-class BeatsConfig:
+class BeatsConfig(StrictConfig):
     """Hyper-parameters of a BEATs encoder (official ``cfg`` keys, official defaults)."""
 
     input_patch_size: int = 16
@@ -124,19 +126,6 @@ class BeatsConfig:
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
 
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any] | None) -> "BeatsConfig":
-        """Build from a dict of official cfg keys; unknown keys raise ``ValueError`` naming them."""
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown BeatsConfig key(s): {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-    def to_dict(self) -> Dict[str, Any]:
-        """All fields as an official-format cfg dict."""
-        return asdict(self)
 
     @classmethod
     def named(cls, name: str, **overrides: Any) -> "BeatsConfig":

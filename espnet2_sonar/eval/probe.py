@@ -20,9 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from espnet2_sonar.utils.config import StrictConfig
+
 
 @dataclass
-class ProbeConfig:
+class ProbeConfig(StrictConfig):
     """Hyper-parameters of the probe; unknown keys in ``from_dict`` are errors."""
 
     lr: float = 1e-3
@@ -48,14 +50,6 @@ class ProbeConfig:
             raise ValueError(f"invalid probe config: {self}")
         if not 0.0 < self.valid_fraction < 1.0:
             raise ValueError(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
-
-    @classmethod
-    def from_dict(cls, conf: Dict) -> "ProbeConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(conf) - known)
-        if unknown:
-            raise ValueError(f"unknown probe config key(s) {unknown}; known: {sorted(known)}")
-        return cls(**conf)
 
 
 class LayerWeightedLinearProbe(nn.Module):

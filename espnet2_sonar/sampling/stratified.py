@@ -27,7 +27,7 @@ How bounds and rounding are resolved (:func:`allocate`):
 """
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
@@ -35,9 +35,11 @@ import numpy as np
 
 from espnet2_sonar.sampling.kmeans import KMeansResult, kmeans
 
+from espnet2_sonar.utils.config import StrictConfig
+
 
 @dataclass
-class StratifiedSamplerConfig:
+class StratifiedSamplerConfig(StrictConfig):
     """Every TRSS constant (DESIGN.md, "1. Task-relevant stratified sampling")."""
 
     num_strata: int = 64
@@ -79,18 +81,6 @@ class StratifiedSamplerConfig:
             raise ValueError(f"relevance must be 'nearest' or 'softmax', got {self.relevance!r}")
         self.num_strata = int(self.num_strata)
         self.min_per_stratum = int(self.min_per_stratum)
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any] | None) -> "StratifiedSamplerConfig":
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown StratifiedSamplerConfig key(s): {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

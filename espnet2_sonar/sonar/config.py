@@ -1,11 +1,13 @@
 """SonarModel configuration: every SONAR constant lives here (DESIGN.md, "SONAR")."""
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, List
+from dataclasses import dataclass, field
+from typing import List
+
+from espnet2_sonar.utils.config import StrictConfig
 
 
 @dataclass
-class SonarConfig:
+class SonarConfig(StrictConfig):
     """Loss composition and masking of SonarModel.
 
     DCP (direct continual pre-training) is this config with ``lambda_tok = 0``,
@@ -42,14 +44,4 @@ class SonarConfig:
             raise ValueError("lambda_tok and lambda_model must be >= 0")
         self.distill_layers = [int(i) for i in self.distill_layers]
 
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any] | None) -> "SonarConfig":
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown SonarConfig key(s): {unknown}; known: {sorted(known)}")
-        return cls(**d)
 
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)

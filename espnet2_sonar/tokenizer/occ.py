@@ -27,7 +27,7 @@ Note: under DDP with ``broadcast_buffers=True`` the wrapper keeps references to 
 pre-expansion buffers; they are identical on all ranks anyway.
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 import torch
@@ -41,9 +41,11 @@ from espnet2_sonar.tokenizer.codebook import (
 )
 from espnet2_sonar.tokenizer.kmeans import spherical_kmeans
 
+from espnet2_sonar.utils.config import StrictConfig
+
 
 @dataclass
-class OCCConfig:
+class OCCConfig(StrictConfig):
     """Online clustered codebook settings (every constant of DESIGN.md's OCC)."""
 
     num_codes: int = 1024
@@ -92,18 +94,6 @@ class OCCConfig:
             raise ValueError("expand_codes and expand_every must be >= 0")
         if not 0.0 <= self.expand_trigger <= 1.0:
             raise ValueError(f"expand_trigger must be in [0, 1], got {self.expand_trigger}")
-
-    @classmethod
-    def from_dict(cls, d: Optional[Dict[str, Any]]) -> "OCCConfig":
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown OCCConfig key(s): {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
 
 
 class OnlineClusteredCodebook(NormEMACodebook):

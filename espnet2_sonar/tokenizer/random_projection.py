@@ -12,8 +12,8 @@ patch's own fbank frames, which do not depend on padding: an item padded in a ba
 the codes it gets alone. Padded positions hold ``PAD_CODE``.
 """
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, Optional
+from dataclasses import dataclass
+from typing import Any, Dict
 
 import torch
 import torch.nn.functional as F
@@ -22,9 +22,11 @@ from torch import nn
 from espnet2_sonar.beats.frontend import FBANK_MEAN, FBANK_STD, NUM_MEL_BINS, BeatsFrontend
 from espnet2_sonar.tokenizer.codebook import PAD_CODE
 
+from espnet2_sonar.utils.config import StrictConfig
+
 
 @dataclass
-class RandomProjectionConfig:
+class RandomProjectionConfig(StrictConfig):
     """Random-projection tokenizer settings (names follow the BEATs tokenizer cfg)."""
 
     input_patch_size: int = 16
@@ -43,18 +45,6 @@ class RandomProjectionConfig:
             raise ValueError(f"input_patch_size={self.input_patch_size} must divide {NUM_MEL_BINS}")
         if self.quant_n < 1 or self.quant_dim < 1:
             raise ValueError(f"quant_n and quant_dim must be >= 1, got {self.quant_n}, {self.quant_dim}")
-
-    @classmethod
-    def from_dict(cls, d: Optional[Dict[str, Any]]) -> "RandomProjectionConfig":
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown RandomProjectionConfig key(s): {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
 
 
 class RandomProjectionTokenizer(nn.Module):

@@ -19,7 +19,7 @@ Official checkpoint conversion lives in ``espnet2_sonar.beats.interop_tokenizer`
 """
 
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Iterator, Optional
 
 import torch
@@ -32,6 +32,8 @@ from espnet2_sonar.beats.frontend import FBANK_MEAN, FBANK_STD
 from espnet2_sonar.beats.layers import init_layers_, make_layer
 from espnet2_sonar.tokenizer.codebook import Collective, NormEMACodebook, identity
 from espnet2_sonar.tokenizer.occ import OCCConfig, OnlineClusteredCodebook
+
+from espnet2_sonar.utils.config import StrictConfig
 
 OFFICIAL_KEYS = (
     "input_patch_size", "embed_dim", "conv_bias", "encoder_layers", "encoder_embed_dim",
@@ -52,7 +54,7 @@ _OCC_FROM_TOKENIZER = {
 
 
 @dataclass
-class BeatsTokenizerConfig:
+class BeatsTokenizerConfig(StrictConfig):
     """BEATs tokenizer: encoder shape (official keys), quantizer, estimator (ours)."""
 
     # ---- official TokenizersConfig keys
@@ -148,17 +150,6 @@ class BeatsTokenizerConfig:
             )
         )
 
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any] | None) -> "BeatsTokenizerConfig":
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown BeatsTokenizerConfig key(s): {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def named(cls, name: str, **overrides: Any) -> "BeatsTokenizerConfig":
