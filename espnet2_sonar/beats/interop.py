@@ -210,9 +210,19 @@ def save_official(
     return path
 
 
-# Tokenizer checkpoints: the same official format, conversions in ``interop_tokenizer``
-# (imported here so ``espnet2_sonar.beats.interop`` is the one place users import from).
-from espnet2_sonar.beats.interop_tokenizer import (  # noqa: E402,F401
-    load_official_tokenizer,
-    save_official_tokenizer,
-)
+
+# Tokenizer checkpoints: the same official format, conversions in ``interop_tokenizer``;
+# exposed here so ``espnet2_sonar.beats.interop`` is the one place users import from
+# (resolved lazily: ``interop_tokenizer`` itself imports this module).
+def load_official_tokenizer(path, ignore=(), ignore_cfg=(), overrides=None):
+    """Read an official BEATs tokenizer checkpoint (see ``interop_tokenizer``)."""
+    from espnet2_sonar.beats.interop_tokenizer import load_official_tokenizer as load
+
+    return load(path, ignore=ignore, ignore_cfg=ignore_cfg, overrides=overrides)
+
+
+def save_official_tokenizer(tokenizer, path):
+    """Write a BeatsTokenizer as an official BEATs tokenizer checkpoint (see ``interop_tokenizer``)."""
+    from espnet2_sonar.beats.interop_tokenizer import save_official_tokenizer as save
+
+    return save(tokenizer, path)

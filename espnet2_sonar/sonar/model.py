@@ -68,12 +68,19 @@ class SonarModel(AbsESPnetModel):
         if self.config.lambda_model > 0:
             if teacher is None:
                 raise ValueError("lambda_model > 0 needs a teacher encoder (M0)")
+            fe_s, fe_t = encoder.frontend, teacher.frontend
+            if (fe_s.fbank_mean, fe_s.fbank_std) != (fe_t.fbank_mean, fe_t.fbank_std):
+                raise ValueError("student and teacher must use the same fbank normalisation")
             self.teacher = FrozenTeacher(teacher)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def _mask_generator(self, device: torch.device) -> torch.Generator:
+        # Under DDP every rank draws its own masks (else equal-length items at the same batch
+        # position on different ranks get identical masks); rank 0 / one process: seed + step.
+        dist = torch.distributed
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         g = torch.Generator(device="cpu")
-        g.manual_seed(self.config.seed * 1_000_003 + int(self.step))
+        g.manual_seed(self.config.seed * 1_000_003 + int(self.step) + rank * 7_919_000_003)
         return g
 
     def forward(
@@ -109,7 +116,8 @@ class SonarModel(AbsESPnetModel):
         num_patches = self.encoder.patch_lengths(speech_lengths)
         mask = self.encoder.make_mask(num_patches, self.config.mask_prob, self._mask_generator(speech.device))
         mask = mask.to(speech.device)
-        enc = self.encoder.encode(speech, speech_lengths, mask=mask)
+        feats = self.encoder.frontend(speech, speech_lengths)  # shared by student and teacher
+        enc = self.encoder.encode_features(feats.fbank, feats.frame_lengths, mask=mask)
         hidden = self.predictor(enc)  # [B, N, D]
         n = min(hidden.shape[1], tgt.codes.shape[1])
         valid = torch.arange(n, device=speech.device)[None, :] < num_patches[:, None].to(speech.device)
@@ -131,7 +139,7 @@ class SonarModel(AbsESPnetModel):
             stats["acc_tok"] = tok.accuracy
 
         if self.teacher is not None and self.config.lambda_model > 0:
-            loss_model = self._model_distillation(speech, speech_lengths, mask, enc)
+            loss_model = self._model_distillation(feats, mask, enc)
             loss = loss + self.config.lambda_model * loss_model
             stats["loss_model"] = loss_model.detach()
 
@@ -142,14 +150,17 @@ class SonarModel(AbsESPnetModel):
         loss, stats, weight = force_gatherable((loss, stats, bsz), loss.device)
         return loss, stats, weight
 
-    def _model_distillation(self, speech, speech_lengths, mask, enc) -> torch.Tensor:
-        """L_model: mean over distill_layers of 1 - cos(M_l[visible], sg(M0_l)[visible])."""
+    def _model_distillation(self, feats, mask, enc) -> torch.Tensor:
+        """L_model: mean over distill_layers of 1 - cos(M_l[visible], sg(M0_l)[visible]).
+
+        The teacher reads the student's fbank (both use the same frontend settings).
+        """
         keep = ~enc.padding_mask  # [B, N_vis] valid visible positions
         if self.config.teacher_input == "visible":
-            t_enc = self.teacher("encode", speech, speech_lengths, mask=mask)
+            t_enc = self.teacher("encode_features", feats.fbank, feats.frame_lengths, mask=mask)
             t_layers = t_enc.layers
         else:
-            t_full = self.teacher("encode", speech, speech_lengths)
+            t_full = self.teacher("encode_features", feats.fbank, feats.frame_lengths)
             idx = enc.kept_index.clamp(min=0)  # [B, N_vis]
             t_layers = [
                 torch.gather(t, 1, idx[..., None].expand(-1, -1, t.shape[-1])) for t in t_full.layers
