@@ -69,11 +69,17 @@ class FrozenTokenizerTargets(AbsTargetMaker):
     Args:
         init: official-format tokenizer checkpoint (None: a random ``arch`` tokenizer, for tests).
         arch: architecture when ``init`` is None.
+        max_codes: rows of the MAM heads (default: the codebook size). Set it to the evolving
+            tokenizer's ``max_codes`` so that heads keep one shape across base, DCP and SONAR
+            stages and can seed each other (``--init_param``); extra rows are never read.
     """
 
-    def __init__(self, init: Optional[str] = None, arch: str = "tiny"):
+    def __init__(self, init: Optional[str] = None, arch: str = "tiny", max_codes: Optional[int] = None):
         super().__init__()
         self.tokenizer = _frozen(_load_tokenizer(init, arch))
+        if max_codes is not None and max_codes < self.tokenizer.num_codes:
+            raise ValueError(f"max_codes={max_codes} is below the tokenizer's {self.tokenizer.num_codes} codes")
+        self._max_codes = max_codes
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -83,6 +89,10 @@ class FrozenTokenizerTargets(AbsTargetMaker):
     @property
     def num_codes(self) -> int:
         return self.tokenizer.num_codes
+
+    @property
+    def max_codes(self) -> int:
+        return self._max_codes or self.num_codes
 
     @property
     def old_num_codes(self) -> Optional[int]:

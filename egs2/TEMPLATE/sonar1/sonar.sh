@@ -137,6 +137,7 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
             --encoder_conf init="${base_dir}/iter1/encoder.pt" --tokenizer_conf init="${base_dir}/tokenizer/tokenizer.pt"
         export_model "${base_dir}/iter2"
         cp "${base_dir}/iter2/encoder.pt" "${base_dir}/encoder.pt"
+        cp "${base_dir}/iter2/model.pth" "${base_dir}/model.pth"  # predictor + heads seed stage 4
         cp "${base_dir}/tokenizer/tokenizer.pt" "${base_dir}/tokenizer.pt"
     fi
     if [ ! -f "${base_dir}/tokenizer.pt" ]; then
@@ -177,9 +178,10 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 3 ]; then
             if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
                 log "Stage 4 (${method}, ${domain}): continual pre-training from ${prev}"
                 init_args=(--encoder_conf init="${prev}/encoder.pt" --tokenizer_conf init="${prev}/tokenizer.pt")
-                if [ -f "${prev}/model.pth" ]; then
-                    init_args+=(--init_param "${prev}/model.pth:predictor:predictor"
-                                "${prev}/model.pth:head_new:head_new" "${prev}/model.pth:head_new:head_old")
+                if [ -f "${prev}/model.pth" ]; then  # predictor and heads continue too
+                    init_args+=(--init_param "${prev}/model.pth:predictor:predictor" "${prev}/model.pth:head_new:head_new")
+                    # SONAR's head_old reads T0 = the previous stage's tokenizer, whose codes head_new learnt
+                    [ "${method}" = sonar ] && init_args+=("${prev}/model.pth:head_new:head_old")
                 fi
                 train_model sonar_train "${out}" "${config}" "${out}/lists/train" "${out}/lists/valid" "${init_args[@]}"
                 export_model "${out}"
