@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# DECAR (clustering-based self-supervised pre-training) for `sonar.sh --methods decar`.
+#
+#   stages/decar.sh --exp_dir DIR --data_dir DIR --domains "music bio env" [--init_ckpt CKPT]
+#                   [--config conf/tiny/decar_efficientnet.yaml] [--ngpu N] [--train_args "..."]
+#
+# Run from a recipe dir (egs2/<corpus>/sonar1: path.sh, cmd.sh, utils/, conf/).
+#   base:      DECAR pre-training on ${data_dir}/pools/prior (from --init_ckpt if given: an
+#              official BEATs file for the beats encoder, a decar_efficientnet file otherwise)
+#   <domain>:  continual DECAR on ${data_dir}/pools/<domain>, in --domains order, each stage
+#              starting from the previous stage's full model (encoder + MLP head; the
+#              classifier is re-initialised every epoch anyway)
+# Outputs per stage S: ${exp_dir}/decar/S/{lists,train}/ and ${exp_dir}/decar/S/encoder.pt,
+# the encoder for the frozen probes (official BEATs format, or {'kind': 'decar_efficientnet',
+# 'cfg', 'model'}). Idempotent: a stage with encoder.pt is skipped; an interrupted one resumes
+# (lists are kept, ESPnet training runs with --resume true).
+set -euo pipefail
+log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*" >&2; }
+
+exp_dir=exp                                 # experiments root
+data_dir=data                               # corpus root (pools/{prior,<domain>})
+domains="music bio env"                     # continual stages, in order
+init_ckpt=""                                # optional starting encoder for the base stage
+config=conf/tiny/decar_efficientnet.yaml    # DecarTask config (every stage)
+ngpu=0                                      # GPUs for training (0: CPU)
+train_args=""                               # extra args for espnet2_sonar.bin.decar_train
+valid_share=0.05                            # share of each pool held out for validation
+
+help_message="Usage: $0 --exp_dir DIR --data_dir DIR --domains \"music bio env\" [--init_ckpt CKPT] [--config YAML] [--ngpu N] [--train_args \"...\"] [--valid_share 0.05]"
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+[ $# -eq 0 ] || { log "unexpected arguments: $*"; echo "${help_message}" >&2; exit 1; }
+[ -f "${config}" ] || { log "config ${config} not found"; exit 1; }
+[ -z "${init_ckpt}" ] || [ -f "${init_ckpt}" ] || { log "--init_ckpt ${init_ckpt} not found"; exit 1; }
+
+# run_stage NAME POOL_DIR [extra training args...]
+run_stage() {
+    local name=$1 pool=$2; shift 2
+    local out="${exp_dir}/decar/${name}"
+    if [ -f "${out}/encoder.pt" ]; then log "skip DECAR ${name} (${out}/encoder.pt exists)"; return; fi
+    [ -f "${pool}/wav.scp" ] || { log "${pool}/wav.scp not found (run data preparation first)"; exit 1; }
+    mkdir -p "${out}"
+    if [ ! -f "${out}/lists/valid/speech_shape" ]; then
+        python -m espnet2_sonar.bin.make_train_lists --pool_dir "${pool}" --out_dir "${out}/lists" \
+            --valid_share "${valid_share}"
+    fi
+    log "DECAR ${name}: training on ${pool} (log: ${out}/train/train.log)"
+    mkdir -p "${out}/train"
+    # shellcheck disable=SC2086
+    ${cuda_cmd} --gpu "${ngpu}" "${out}/train/train.log" \
+        python -m espnet2_sonar.bin.decar_train \
+            --config "${config}" --ngpu "${ngpu}" --output_dir "${out}/train" --resume true \
+            --train_data_path_and_name_and_type "${out}/lists/train/wav.scp,speech,sonar_sound_resample_mix" \
+            --valid_data_path_and_name_and_type "${out}/lists/valid/wav.scp,speech,sonar_sound_resample_mix" \
+            --train_shape_file "${out}/lists/train/speech_shape" \
+            --valid_shape_file "${out}/lists/valid/speech_shape" \
+            "$@" ${train_args} >/dev/null
+    [ -f "${out}/train/encoder.pt" ] || { log "training ${out}/train did not write encoder.pt"; exit 1; }
+    cp "${out}/train/encoder.pt" "${out}/.encoder.pt.tmp"
+    mv "${out}/.encoder.pt.tmp" "${out}/encoder.pt"
+    log "DECAR ${name}: ${out}/encoder.pt"
+}
+
+base_args=()
+[ -z "${init_ckpt}" ] || base_args=(--encoder_conf "init=${init_ckpt}")
+run_stage base "${data_dir}/pools/prior" "${base_args[@]}"
+
+prev="${exp_dir}/decar/base"
+for domain in ${domains}; do
+    # continue from the previous stage's last epoch: every parameter but the classifier
+    run_stage "${domain}" "${data_dir}/pools/${domain}" --init_param "${prev}/train/latest.pth:::classifier,step"
+    prev="${exp_dir}/decar/${domain}"
+done
+log "DECAR encoders: ${exp_dir}/decar/base/encoder.pt$(for d in ${domains}; do printf ' %s' "${exp_dir}/decar/${d}/encoder.pt"; done)"
