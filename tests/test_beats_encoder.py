@@ -237,3 +237,20 @@ def test_code_head_grow_keeps_old_rows():
     assert torch.equal(head.weight[14:], torch.ones(2, 16))
     with pytest.raises(ValueError, match="shrink"):
         head.grow_(3)
+
+
+@pytest.mark.timeout(60)
+def test_training_after_inference_mode_encode_works():
+    """Position-bucket caches made under torch.inference_mode must not break a later
+    training step of the same encoder (autograd cannot save inference tensors)."""
+    from espnet2_sonar.beats.config import BeatsConfig
+    from espnet2_sonar.beats.encoder import BeatsEncoder
+
+    enc = BeatsEncoder(BeatsConfig.named("tiny"))
+    wavs, lengths = torch.randn(2, 16000) * 0.1, torch.tensor([16000, 12000])
+    with torch.inference_mode():
+        enc.eval().extract_layers(wavs, lengths)
+    enc.train()
+    out = enc.encode(wavs, lengths).last
+    out.sum().backward()
+    assert enc.patch_embedding.weight.grad is not None

@@ -55,7 +55,10 @@ class RelativePositionBias(nn.Module):
         if key not in self._buckets:
             if len(self._buckets) > 64:
                 self._buckets.clear()
-            self._buckets[key] = relative_position_buckets(n, n, self.num_buckets, self.max_distance, device)
+            # built outside inference mode: a cached inference tensor could not be used by a
+            # later training forward of the same module (autograd refuses to save it)
+            with torch.inference_mode(False):
+                self._buckets[key] = relative_position_buckets(n, n, self.num_buckets, self.max_distance, device)
         return self._buckets[key]
 
     def forward(self, n: int) -> torch.Tensor:
