@@ -5,6 +5,8 @@ Accepted inputs:
 * an official-format BEATs checkpoint (``torch.save({'cfg': ..., 'model': ...})``, the
   released ``BEATs_iter*.pt`` files and our stage-5 export), read by
   ``espnet2_sonar.beats.interop.load_official``;
+* a DECAR EfficientNet encoder (``{'kind': 'decar_efficientnet', 'cfg', 'model'}``), read by
+  ``espnet2_sonar.decar.checkpoint.efficientnet_from_checkpoint``;
 * a packed / trained ESPnet model: a ``*.pth`` state dict (or ESPnet's resume
   ``checkpoint.pth`` holding one under ``model``) whose encoder parameters carry the prefix
   ``encoder.``, plus the ``config.yaml`` beside it whose ``encoder_conf`` holds either the
@@ -131,6 +133,10 @@ def _load_official(model_file: Path):
         ckpt = torch.load(model_file, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
         raise ValueError(f"{model_file}: cannot be read with torch.load ({e})") from e
+    if isinstance(ckpt, dict) and ckpt.get("kind") == "decar_efficientnet":  # DECAR's CNN encoder
+        from espnet2_sonar.decar.checkpoint import efficientnet_from_checkpoint
+
+        return efficientnet_from_checkpoint(ckpt, source=str(model_file))
     if not (isinstance(ckpt, dict) and "cfg" in ckpt and "model" in ckpt):
         raise ValueError(
             f"{model_file}: unknown checkpoint format; expected an official BEATs checkpoint "

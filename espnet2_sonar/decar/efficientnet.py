@@ -1,0 +1,287 @@
+"""EfficientNet-style CNN on 64-bin log-mel: DECAR's encoder, as an ESPnet ``AbsEncoder``.
+
+    waveform [B, T] -> log-mel [B, F, 64] (``LogMelFrontend``) -> image [B, 1, 64, F]
+      -> stem conv 3x3/2 -> MBConv stages (expand 1x1, depthwise kxk, squeeze-excite,
+         project 1x1, residual) -> head conv 1x1 -> mean over frequency -> [B, F', D]
+
+Named architectures: ``b0`` is EfficientNet-B0 (Tan & Le 2019; 7 stages, 16 blocks,
+D = 1280, ~4 M parameters without a classifier) as DECAR uses it; ``tiny`` scales width
+by 0.25 and depth by 0.25 (7 blocks, D = 320) for CPU tests. Stochastic depth is not
+implemented.
+
+Padding invariance: in eval mode an item's valid outputs equal the item run alone. Every
+convolution wider than 1x1 sees zeros past the item's valid time steps (what it would see
+alone) and the squeeze-excite mean runs over valid positions only; BatchNorm is
+per-position in eval mode (in training mode its batch statistics include padding).
+
+Probe interface: ``extract_layers`` returns one hidden state, the head output
+[B, F', D] (stages have different widths and time resolutions, and a SUPERB-style probe
+needs layers of one shape); ``patch_lengths`` gives its valid steps per item.
+"""
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+
+from espnet2_sonar.decar.logmel import LogMelFrontend
+
+# expand ratio, kernel, stride, output channels, repeats (EfficientNet-B0)
+B0_STAGES = [[1, 3, 1, 16, 1], [6, 3, 2, 24, 2], [6, 5, 2, 40, 2], [6, 3, 2, 80, 3],
+             [6, 5, 1, 112, 3], [6, 5, 2, 192, 4], [6, 3, 1, 320, 1]]  # fmt: skip
+
+
+@dataclass
+class EfficientNetConfig:
+    """Architecture of :class:`EfficientNetEncoder`; unknown keys in ``from_dict`` are errors."""
+
+    width_mult: float = 1.0
+    """Channel multiplier (channels rounded to multiples of 8)."""
+    depth_mult: float = 1.0
+    """Block-count multiplier (repeats rounded up)."""
+    stem_channels: int = 32
+    """Stem output channels before width scaling."""
+    head_channels: int = 1280
+    """Head (output) size before width scaling."""
+    stages: List[List[int]] = field(default_factory=lambda: [list(s) for s in B0_STAGES])
+    """Per stage: [expand ratio, kernel, stride, channels, repeats] before scaling."""
+    se_ratio: float = 0.25
+    """Squeeze-excite bottleneck as a share of the block's input channels (0: none)."""
+    bn_momentum: float = 0.01
+    bn_eps: float = 1e-3
+    n_mels: int = 64
+    """Log-mel bands of the input."""
+    logmel_mean: float = -6.0
+    logmel_std: float = 5.0
+
+    def __post_init__(self):
+        self.stages = [[int(v) for v in s] for s in self.stages]
+        for s in self.stages:
+            if len(s) != 5 or min(s) < 1 or s[1] % 2 == 0:
+                raise ValueError(f"bad stage {s}: expected [expand>=1, odd kernel, stride, channels, repeats]")
+        if self.width_mult <= 0 or self.depth_mult <= 0:
+            raise ValueError("width_mult and depth_mult must be > 0")
+
+    @classmethod
+    def from_dict(cls, d: Optional[Dict[str, Any]]) -> "EfficientNetConfig":
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown EfficientNetConfig key(s): {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    @classmethod
+    def named(cls, name: str, **overrides: Any) -> "EfficientNetConfig":
+        if name not in ARCHITECTURES:
+            raise ValueError(f"unknown EfficientNet architecture {name!r}; known: {sorted(ARCHITECTURES)}")
+        return cls.from_dict({**ARCHITECTURES[name], **overrides})
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    def channels(self, c: int) -> int:
+        """Width-scaled channel count, a multiple of 8 not below 90% of the exact value."""
+        c = c * self.width_mult
+        out = max(8, int(c + 4) // 8 * 8)
+        return out + 8 if out < 0.9 * c else out
+
+    def repeats(self, r: int) -> int:
+        return int(math.ceil(r * self.depth_mult))
+
+
+ARCHITECTURES: Dict[str, Dict[str, Any]] = {
+    "b0": {},
+    "tiny": {"width_mult": 0.25, "depth_mult": 0.25},
+}
+
+
+def conv_out_lengths(lengths: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """Output length of a conv with padding (kernel - 1) // 2: LongTensor[B] from [B]."""
+    pad = (kernel - 1) // 2
+    return (lengths + 2 * pad - kernel).div(stride, rounding_mode="floor") + 1
+
+
+def mask_time(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Zero x [B, C, F, T] at time steps >= lengths[b]."""
+    valid = torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None].to(x.device)  # [B, T]
+    return x * valid[:, None, None, :].to(x.dtype)
+
+
+def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean of x [B, C, F, T] over frequency and the valid time steps -> [B, C]."""
+    total = mask_time(x, lengths).sum(dim=(2, 3))
+    count = (lengths.to(x.device).clamp(min=1) * x.shape[2]).to(x.dtype)
+    return total / count[:, None]
+
+
+class ConvBNAct(nn.Module):
+    """Conv2d (no bias) -> BatchNorm -> SiLU (optional); masks its input when kernel > 1."""
+
+    def __init__(self, cin, cout, kernel, stride, groups, cfg: EfficientNetConfig, act: bool = True):
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(cout, eps=cfg.bn_eps, momentum=cfg.bn_momentum)
+        self.act = nn.SiLU() if act else nn.Identity()
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self.kernel > 1:
+            x = mask_time(x, lengths)
+        return self.act(self.bn(self.conv(x))), conv_out_lengths(lengths, self.kernel, self.stride)
+
+
+class SqueezeExcite(nn.Module):
+    """x * sigmoid(W2 silu(W1 mean_valid(x)))."""
+
+    def __init__(self, channels: int, squeezed: int):
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, squeezed, 1)
+        self.expand = nn.Conv2d(squeezed, channels, 1)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        s = masked_mean(x, lengths)[:, :, None, None]  # [B, C, 1, 1]
+        return x * torch.sigmoid(self.expand(nn.functional.silu(self.reduce(s))))
+
+
+class MBConv(nn.Module):
+    """Mobile inverted bottleneck: [expand 1x1] -> depthwise kxk/s -> SE -> project 1x1 (+ x)."""
+
+    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int, cfg: EfficientNetConfig):
+        super().__init__()
+        mid = cin * expand
+        self.expand = ConvBNAct(cin, mid, 1, 1, 1, cfg) if expand != 1 else None
+        self.depthwise = ConvBNAct(mid, mid, kernel, stride, mid, cfg)
+        squeezed = max(1, int(cin * cfg.se_ratio))
+        self.se = SqueezeExcite(mid, squeezed) if cfg.se_ratio > 0 else None
+        self.project = ConvBNAct(mid, cout, 1, 1, 1, cfg, act=False)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        h = x
+        if self.expand is not None:
+            h, _ = self.expand(h, lengths)
+        h, out_lengths = self.depthwise(h, lengths)
+        if self.se is not None:
+            h = self.se(h, out_lengths)
+        h, _ = self.project(h, out_lengths)
+        return (h + x if self.residual else h), out_lengths
+
+
+@dataclass
+class EfficientNetOutput:
+    """hidden: [B, F', D] head output averaged over frequency, zero past ``lengths``;
+    lengths: LongTensor[B] valid time steps."""
+
+    hidden: torch.Tensor
+    lengths: torch.Tensor
+
+    def pooled(self) -> torch.Tensor:
+        """Mean over valid time steps -> [B, D]."""
+        n = self.hidden.shape[1]
+        valid = torch.arange(n, device=self.hidden.device)[None, :] < self.lengths[:, None]
+        total = (self.hidden * valid[..., None].to(self.hidden.dtype)).sum(dim=1)
+        return total / self.lengths.clamp(min=1)[:, None].to(self.hidden.dtype)
+
+
+class EfficientNetEncoder(AbsEncoder):
+    """Log-mel EfficientNet encoder.
+
+    Args:
+        arch: named architecture (``b0``, ``tiny``).
+        config: EfficientNetConfig field overrides (or a full config dict with ``arch=None``).
+        init: a ``decar_efficientnet`` checkpoint to start from (its cfg wins; see
+            ``espnet2_sonar.decar.checkpoint``); loaded strictly.
+        input_size: ignored (ESPnet passes the frontend's output size).
+    """
+
+    def __init__(
+        self,
+        arch: Optional[str] = "tiny",
+        config: Optional[Dict[str, Any]] = None,
+        init: Optional[str] = None,
+        input_size: Optional[int] = None,
+    ):
+        super().__init__()
+        loaded = None
+        if init:
+            from espnet2_sonar.decar.checkpoint import read_efficientnet_checkpoint
+
+            loaded = read_efficientnet_checkpoint(init)
+            cfg = EfficientNetConfig.from_dict(loaded["cfg"])
+        elif isinstance(config, EfficientNetConfig):
+            cfg = config
+        elif arch is None:
+            cfg = EfficientNetConfig.from_dict(config)
+        else:
+            cfg = EfficientNetConfig.named(arch, **(config or {}))
+        self.config = cfg
+        self.frontend = LogMelFrontend(n_mels=cfg.n_mels, mean=cfg.logmel_mean, std=cfg.logmel_std)
+        cin = cfg.channels(cfg.stem_channels)
+        self.stem = ConvBNAct(1, cin, 3, 2, 1, cfg)
+        blocks = []
+        for expand, kernel, stride, channels, repeats in cfg.stages:
+            cout = cfg.channels(channels)
+            for i in range(cfg.repeats(repeats)):
+                blocks.append(MBConv(cin, cout, expand, kernel, stride if i == 0 else 1, cfg))
+                cin = cout
+        self.blocks = nn.ModuleList(blocks)
+        self.head = ConvBNAct(cin, cfg.channels(cfg.head_channels), 1, 1, 1, cfg)
+        self._output_size = cfg.channels(cfg.head_channels)
+        self._init_weights()
+        if loaded is not None:
+            self.load_state_dict(loaded["model"], strict=True)
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def output_size(self) -> int:
+        return self._output_size
+
+    def frame_lengths_to_steps(self, frame_lengths: torch.Tensor) -> torch.Tensor:
+        """Valid output steps from log-mel frame counts [B] -> LongTensor[B]."""
+        n = conv_out_lengths(frame_lengths.long(), 3, 2)
+        for block in self.blocks:
+            n = conv_out_lengths(n, block.depthwise.kernel, block.depthwise.stride)
+        return n
+
+    def patch_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Valid output steps per item from sample counts [B] -> LongTensor[B]."""
+        return self.frame_lengths_to_steps(self.frontend.frame_lengths(lengths))
+
+    def encode_features(self, feats: torch.Tensor, frame_lengths: torch.Tensor) -> EfficientNetOutput:
+        """Normalised log-mel [B, F, n_mels] with valid frames [B] -> EfficientNetOutput."""
+        if feats.dim() != 3 or feats.shape[-1] != self.config.n_mels:
+            raise ValueError(f"feats must be [B, F, {self.config.n_mels}], got {tuple(feats.shape)}")
+        lengths = frame_lengths.to(feats.device).long()
+        x = feats.transpose(1, 2)[:, None]  # [B, 1, n_mels, F]
+        x, lengths = self.stem(x, lengths)
+        for block in self.blocks:
+            x, lengths = block(x, lengths)
+        x, _ = self.head(x, lengths)
+        x = mask_time(x, lengths)
+        return EfficientNetOutput(hidden=x.mean(dim=2).transpose(1, 2), lengths=lengths)  # [B, F', D]
+
+    def encode(self, wavs: torch.Tensor, lengths: torch.Tensor) -> EfficientNetOutput:
+        """16 kHz waveforms [B, T] with valid samples [B] -> EfficientNetOutput."""
+        mel = self.frontend(wavs, lengths)
+        return self.encode_features(mel.feats, mel.frame_lengths)
+
+    def extract_layers(self, wavs: torch.Tensor, lengths: torch.Tensor) -> List[torch.Tensor]:
+        """Hidden states for probes: a one-element list [hidden [B, F', D]]."""
+        return [self.encode(wavs, lengths).hidden]
+
+    def forward(
+        self, xs_pad: torch.Tensor, ilens: torch.Tensor, prev_states: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor, None]:
+        """AbsEncoder contract: waveforms [B, T] (or [B, T, 1]), lengths [B] -> ([B, F', D], [B], None)."""
+        out = self.encode(xs_pad, ilens)
+        return out.hidden, out.lengths, None

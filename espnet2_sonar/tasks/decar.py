@@ -1,0 +1,138 @@
+"""DecarTask: ESPnet task for DECAR (DeepCluster-style) pre-training of an audio encoder.
+
+    --encoder efficientnet     --encoder_conf {arch: tiny|b0, config: {...}, init: null}
+    --encoder beats            --encoder_conf {arch: tiny, init: null, config: {}}
+    --model_conf {num_clusters: 512, head_dims: [512, 512], pca_dim: 128, ...}  (DecarConfig)
+    --crop_seconds 2.0
+
+Data: ``speech`` only (wav.scp with a ``sonar_sound*`` type). Each epoch the trainer
+(``DecarTrainer``) clusters the whole training list and the iterators
+(``PseudoLabelIterFactory``) sample ``batch_size`` clips per batch uniformly over clusters;
+``--batch_type``, ``--batch_bins``, ``--num_iters_per_epoch`` and the shape files are not used
+for batching. Outputs: the usual ESPnet exp dir plus ``decar/epochNNN/`` (pseudo-labels,
+clustering summaries) and ``encoder.pt`` for the frozen probes.
+"""
+
+import argparse
+from typing import Callable, Collection, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from espnet2.tasks.abs_task import AbsTask
+from espnet2.train.class_choices import ClassChoices
+from espnet2.train.collate_fn import CommonCollateFn
+from espnet2.train.distributed_utils import DistributedOption
+from espnet2.iterators.abs_iter_factory import AbsIterFactory
+from espnet2.utils.nested_dict_action import NestedDictAction
+from espnet2.utils.types import float_or_none
+
+from espnet2_sonar.data.crop import DeterministicCrop
+from espnet2_sonar.data.espnet_loader import read_scp, register_data_types
+from espnet2_sonar.decar.config import DecarConfig
+from espnet2_sonar.decar.efficientnet import EfficientNetEncoder
+from espnet2_sonar.decar.iterator import PseudoLabelIterFactory
+from espnet2_sonar.decar.model import DecarModel
+from espnet2_sonar.decar.recluster import labels_path
+from espnet2_sonar.decar.trainer import WORK_SUBDIR, DecarTrainer, speech_split
+from espnet2_sonar.sonar.builders import SonarBeatsEncoder
+
+register_data_types()
+
+encoder_choices = ClassChoices(
+    "encoder",
+    classes=dict(efficientnet=EfficientNetEncoder, beats=SonarBeatsEncoder),
+    type_check=AbsEncoder,
+    default="efficientnet",
+)
+
+
+class DecarTask(AbsTask):
+    num_optimizers: int = 1
+    class_choices_list = [encoder_choices]
+    trainer = DecarTrainer
+
+    @classmethod
+    def get_parser(cls) -> argparse.ArgumentParser:
+        parser = super().get_parser()
+        parser.set_defaults(num_att_plot=0)  # no attention maps to plot
+        return parser
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        group = parser.add_argument_group(description="Task related")
+        group.add_argument(
+            "--model_conf",
+            action=NestedDictAction,
+            default=DecarConfig().to_dict(),
+            help="DecarConfig: num_clusters, head_dims, pca_dim, kmeans_niter, seed, SpecAugment "
+            "and feature-extraction settings (unknown keys are errors)",
+        )
+        group.add_argument(
+            "--crop_seconds",
+            type=float_or_none,
+            default=None,
+            help="Crop training/validation audio longer than this to a window fixed by a hash "
+            "of the utterance id (the same in every epoch and after --resume)",
+        )
+        for class_choices in cls.class_choices_list:
+            class_choices.add_arguments(group)
+
+    @classmethod
+    def build_collate_fn(
+        cls, args: argparse.Namespace, train: bool
+    ) -> Callable[[Collection[Tuple[str, Dict[str, np.ndarray]]]], Tuple[List[str], Dict[str, torch.Tensor]]]:
+        return CommonCollateFn(float_pad_value=0.0, int_pad_value=-1)
+
+    @classmethod
+    def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
+        max_samples = None if args.crop_seconds is None else int(round(args.crop_seconds * 16000))
+        return DeterministicCrop(max_samples, seed=args.seed)
+
+    @classmethod
+    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("speech",)
+
+    @classmethod
+    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ()
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> DecarModel:
+        config = DecarConfig.from_dict(args.model_conf)
+        encoder = encoder_choices.get_class(args.encoder)(**args.encoder_conf)
+        return DecarModel(encoder=encoder, config=config)
+
+    @classmethod
+    def build_iter_factory(
+        cls,
+        args: argparse.Namespace,
+        distributed_option: DistributedOption,
+        mode: str,
+        kwargs: Optional[dict] = None,
+    ) -> AbsIterFactory:
+        """Pseudo-labelled iterators for ``train`` (uniform over clusters) and ``valid``."""
+        if mode not in ("train", "valid"):
+            return super().build_iter_factory(args, distributed_option, mode, kwargs)
+        options = cls.build_iter_options(args, distributed_option, mode)
+        dataset = cls.build_dataset(args, options)
+        split = speech_split(options.data_path_and_name_and_type, f"{mode} data")
+        keys = list(read_scp(split.wav_scp))
+        config = DecarConfig.from_dict(args.model_conf)
+        work_dir = f"{args.output_dir}/{WORK_SUBDIR}"
+        distributed = distributed_option.distributed
+        return PseudoLabelIterFactory(
+            dataset=dataset,
+            keys=keys,
+            labels_path=lambda epoch: labels_path(work_dir, epoch, mode),
+            batch_size=options.batch_size,
+            uniform=mode == "train",
+            seed=config.seed,
+            draws_per_epoch=config.draws_per_epoch,
+            num_workers=args.num_workers,
+            collate_fn=options.collate_fn,
+            pin_memory=args.ngpu > 0,
+            rank=distributed_option.dist_rank if distributed else 0,
+            world_size=distributed_option.dist_world_size if distributed else 1,
+        )

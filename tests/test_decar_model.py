@@ -1,0 +1,160 @@
+"""DECAR model parts: log-mel, EfficientNet, SpecAugment, model/classifier, checkpoints, iterators."""
+
+import numpy as np
+import pytest
+import torch
+
+from decar_fixtures import write_sound_dir
+from espnet2_sonar.decar.augment import SpecAugment
+from espnet2_sonar.decar.checkpoint import KIND, load_encoder_any, save_encoder
+from espnet2_sonar.decar.config import DecarConfig
+from espnet2_sonar.decar.efficientnet import EfficientNetConfig, EfficientNetEncoder
+from espnet2_sonar.decar.logmel import LogMelFrontend
+from espnet2_sonar.decar.model import DecarModel
+from espnet2_sonar.sonar.builders import SonarBeatsEncoder
+
+torch.set_num_threads(1)
+
+
+def _batch(lengths=(16000, 9000, 3000), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor(lengths)
+    wavs = torch.randn(len(lengths), int(lengths.max()), generator=g) * 0.1
+    return wavs, lengths
+
+
+@pytest.mark.timeout(60)
+def test_logmel_shapes_and_padding_invariance():
+    fe = LogMelFrontend()
+    wavs, lengths = _batch()
+    wavs[1, 9000:] = 5.0  # garbage in the padding must not matter
+    out = fe(wavs, lengths)
+    assert out.feats.shape == (3, 98, 64)
+    assert out.frame_lengths.tolist() == [98, 54, 17]  # 1 + (T - 400) // 160
+    for i, n in enumerate(lengths.tolist()):
+        alone = fe(wavs[i : i + 1, :n], lengths[i : i + 1])
+        torch.testing.assert_close(out.feats[i, : out.frame_lengths[i]], alone.feats[0])
+        assert (out.feats[i, out.frame_lengths[i] :] == 0).all()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("arch", ["tiny", "b0"])
+def test_efficientnet_padding_invariant_and_probe_interface(arch):
+    enc = EfficientNetEncoder(arch).eval()
+    wavs, lengths = _batch()
+    with torch.no_grad():
+        layers = enc.extract_layers(wavs, lengths)
+        steps = enc.patch_lengths(lengths)
+        assert len(layers) == 1 and layers[0].shape == (3, int(steps.max()), enc.output_size())
+        for i, n in enumerate(lengths.tolist()):
+            alone = enc.extract_layers(wavs[i : i + 1, :n], lengths[i : i + 1])[0]
+            assert alone.shape[1] == steps[i]
+            torch.testing.assert_close(layers[0][i, : steps[i]], alone[0], rtol=1e-4, atol=1e-5)
+    assert enc.output_size() == (1280 if arch == "b0" else 320)
+
+
+@pytest.mark.timeout(30)
+def test_unknown_config_keys_are_errors():
+    with pytest.raises(ValueError, match="num_clustres"):
+        DecarConfig.from_dict({"num_clustres": 8})
+    with pytest.raises(ValueError, match="widht_mult"):
+        EfficientNetConfig.named("tiny", widht_mult=0.5)
+
+
+@pytest.mark.timeout(30)
+def test_spec_augment_seeded_and_inside_valid_region():
+    aug = SpecAugment(freq_masks=2, freq_mask_width=10, time_masks=2, time_mask_ratio=0.2)
+    feats = torch.randn(4, 50, 64) + 10.0
+    lengths = torch.tensor([50, 30, 10, 1])
+    a = aug(feats, lengths, torch.Generator().manual_seed(1))
+    b = aug(feats, lengths, torch.Generator().manual_seed(1))
+    c = aug(feats, lengths, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    time, freq = aug.masks(lengths, 50, 64, torch.Generator().manual_seed(1))
+    assert freq.sum(1).le(20).all() and time.sum(1).le(torch.tensor([20, 12, 4, 0])).all()
+    for i, n in enumerate(lengths.tolist()):
+        assert not time[i, n:].any()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("encoder", ["efficientnet", "beats"])
+def test_model_trains_on_pseudo_labels(encoder):
+    torch.manual_seed(0)
+    enc = EfficientNetEncoder("tiny") if encoder == "efficientnet" else SonarBeatsEncoder("tiny")
+    model = DecarModel(enc, {"num_clusters": 5, "head_dims": [32, 16]})
+    wavs, lengths = _batch()
+    labels = torch.tensor([0, 3, 4])
+    loss, stats, weight = model(wavs, lengths, pseudo_label=labels)
+    assert torch.isfinite(loss) and int(weight) == 3 and set(stats) == {"loss", "acc"}
+    loss.backward()
+    assert all(p.grad is not None for p in model.head.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+    assert int(model.step) == 1
+    with pytest.raises(ValueError, match="pseudo_label"):
+        model(wavs, lengths)
+    with pytest.raises(ValueError, match="out of range"):
+        model(wavs, lengths, pseudo_label=torch.tensor([0, 1, 5]))
+
+
+@pytest.mark.timeout(30)
+def test_classifier_reset_is_seeded():
+    model = DecarModel(EfficientNetEncoder("tiny"), {"num_clusters": 7, "head_dims": [16]})
+    model.reset_classifier_(torch.Generator().manual_seed(3))
+    w = model.classifier.weight.detach().clone()
+    model.reset_classifier_(torch.Generator().manual_seed(4))
+    assert not torch.equal(w, model.classifier.weight)
+    model.reset_classifier_(torch.Generator().manual_seed(3))
+    assert torch.equal(w, model.classifier.weight) and (model.classifier.bias == 0).all()
+    assert 0.005 < w.std() < 0.02
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("encoder", ["efficientnet", "beats"])
+def test_exported_encoder_loads_in_the_probe_loader(encoder, tmp_path):
+    from espnet2_sonar.eval.checkpoints import load_encoder
+
+    torch.manual_seed(0)
+    enc = (EfficientNetEncoder("tiny") if encoder == "efficientnet" else SonarBeatsEncoder("tiny")).eval()
+    path = save_encoder(enc, tmp_path / "encoder.pt")
+    ckpt = torch.load(path, weights_only=True)
+    assert (ckpt.get("kind") == KIND) == (encoder == "efficientnet")
+    wavs, lengths = _batch()
+    with torch.no_grad():
+        ref = enc.extract_layers(wavs, lengths)
+        for loaded in (load_encoder(path), load_encoder_any(path)):
+            for a, b in zip(ref, loaded.extract_layers(wavs, lengths)):
+                torch.testing.assert_close(a, b)
+    if encoder == "efficientnet":  # strict: an extra key is an error naming the file
+        ckpt["model"]["extra.weight"] = torch.zeros(1)
+        torch.save(ckpt, tmp_path / "bad.pt")
+        with pytest.raises(ValueError, match="bad.pt.*unexpected"):
+            load_encoder(tmp_path / "bad.pt")
+
+
+@pytest.mark.timeout(60)
+def test_iterator_adds_pseudo_labels_and_samples_uniformly(tmp_path):
+    from espnet2.train.collate_fn import CommonCollateFn
+    from espnet2.train.dataset import ESPnetDataset
+
+    from espnet2_sonar.data.espnet_loader import register_data_types
+    from espnet2_sonar.decar.iterator import PseudoLabelIterFactory
+    from espnet2_sonar.decar.recluster import write_labels
+
+    register_data_types()
+    data = write_sound_dir(tmp_path / "d", "u", 12, seed=0)
+    keys = [line.split()[0] for line in (data / "wav.scp").read_text().splitlines()]
+    labels = [0] * 9 + [1, 1, 2]
+    write_labels(tmp_path / "train.labels", keys, labels)
+    dataset = ESPnetDataset([(str(data / "wav.scp"), "speech", "sonar_sound")])
+    factory = PseudoLabelIterFactory(dataset, keys, lambda e: tmp_path / "train.labels", batch_size=4,
+                                     uniform=True, seed=0, collate_fn=CommonCollateFn())  # fmt: skip
+    epoch = factory.build_iter(1)
+    seen = []
+    for ids, batch in epoch:
+        assert batch["pseudo_label"].tolist() == [labels[keys.index(u)] for u in ids]
+        assert batch["speech"].shape[0] == len(ids)
+        seen += batch["pseudo_label"].tolist()
+    assert len(epoch) == 3 and np.bincount(seen).tolist() == [4, 4, 4]
+    missing = PseudoLabelIterFactory(dataset, keys, lambda e: tmp_path / "none.labels", 4, uniform=False)
+    with pytest.raises(FileNotFoundError, match="none.labels"):
+        list(missing.build_iter(1))
