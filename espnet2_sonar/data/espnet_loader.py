@@ -14,29 +14,14 @@ Every error is an ``AudioFileError`` naming the utterance, the file and the prob
 """
 
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Iterator
 
 import numpy as np
 
+from espnet2_sonar.data.kaldi_dir import read_table as read_scp  # noqa: F401 (re-exported)
+
 TARGET_SR = 16000
 _TYPES = ("sonar_sound", "sonar_sound_resample", "sonar_sound_mix", "sonar_sound_resample_mix")
-
-
-def read_scp(path: str | Path) -> Dict[str, str]:
-    """Read a Kaldi ``<key> <value>`` file into an ordered dict; errors name the file and line."""
-    out: Dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.split(maxsplit=1)
-            if len(parts) != 2:
-                raise ValueError(f"{path}:{lineno}: expected '<key> <value>', got {line!r}")
-            if parts[0] in out:
-                raise ValueError(f"{path}:{lineno}: duplicate key {parts[0]!r}")
-            out[parts[0]] = parts[1]
-    return out
 
 
 class SonarSoundReader:

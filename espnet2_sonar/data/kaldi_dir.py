@@ -76,10 +76,14 @@ def _write(file: Path, rows: list[tuple[str, str]]) -> None:
 
 
 def read_table(file: str | Path) -> dict[str, str]:
-    """``<key> <value>`` lines -> ordered dict; errors name the file and line."""
+    """``<key> <value>`` lines -> ordered dict; errors name the file and line.
+
+    The toolkit's one reader of Kaldi tables (wav.scp, utt2label, utt2dur, ...): a missing
+    file raises FileNotFoundError, a malformed line or a repeated key KaldiDirError.
+    """
     file = Path(file)
     if not file.is_file():
-        raise KaldiDirError(f"{file}: missing")
+        raise FileNotFoundError(f"{file}: missing")
     out: dict[str, str] = {}
     for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():

@@ -8,8 +8,8 @@ window of the list holds replay and new items close to the ratio (useful with ES
 writes the result as a Kaldi data dir: ``wav.scp``, ``utt2source`` (``new`` / ``replay``)
 and ``utt2dur`` when both inputs have one.
 
-Kaldi two-column list helpers (:func:`read_kaldi_map`, :func:`write_kaldi_map`) live here
-too; the sampling CLI and the embedding cache use them.
+Kaldi two-column list helpers (:func:`read_kaldi_map` = ``data.kaldi_dir.read_table``,
+:func:`write_kaldi_map`) are importable from here too; the sampling CLI and the embedding cache use them.
 """
 
 from dataclasses import dataclass
@@ -18,32 +18,10 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from espnet2_sonar.data.kaldi_dir import read_table as read_kaldi_map  # noqa: F401 (re-exported)
+
 NEW = "new"
 REPLAY = "replay"
-
-
-def read_kaldi_map(path: str | Path) -> Dict[str, str]:
-    """Read a Kaldi two-column file (``key value...``) into an ordered dict.
-
-    Blank lines are skipped; a key without a value, or a repeated key, raises ValueError
-    naming the file and line.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    out: Dict[str, str] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.split(maxsplit=1)
-            if len(parts) != 2:
-                raise ValueError(f"{path}:{lineno}: expected 'key value', got {line!r}")
-            if parts[0] in out:
-                raise ValueError(f"{path}:{lineno}: duplicated key {parts[0]!r}")
-            out[parts[0]] = parts[1]
-    return out
 
 
 def write_kaldi_map(path: str | Path, entries: Dict[str, str] | Sequence[tuple]) -> None:
