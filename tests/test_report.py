@@ -209,3 +209,19 @@ def test_cli_writes_report_plots_and_readme_section(tmp_path):
     assert readme.startswith("## Results") and "bash scripts/run_main.sh" in readme
     assert readme == readme_section(results)  # the section renders the same from results.json
     assert (out / "results.csv").read_text().startswith("method,stage,stage_name,task,seed,accuracy,macro_f1")
+
+
+@pytest.mark.timeout(60)
+def test_reference_encoders_are_reported_beside_the_matrix(tmp_path):
+    from espnet2_sonar.bin.report import main
+
+    eval_dir, out = tmp_path / "eval", tmp_path / "report"
+    write_probes(eval_dir, acc={**ACC, "random": {0: [0.2, 0.1, 0.05], 1: [0.3, 0.1, 0.15]}})
+    main(["--eval_dir", str(eval_dir), "--methods", "sonar dcp", "--domains", "music bio",
+          "--tasks", "langid instrument animal", "--out_dir", str(out),
+          "--task_domain", "langid=speech,instrument=music,animal=bio"])
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["references"]) == {"random"}  # decar/prior is absent: skipped
+    assert results["references"]["random"]["langid"]["mean"] == pytest.approx(0.25)
+    assert results["references"]["random"]["animal"]["per_seed"] == {"0": 0.05, "1": 0.15}
+    assert "## Reference encoders" in (out / "report.md").read_text()

@@ -41,6 +41,8 @@ def get_parser() -> argparse.ArgumentParser:
                    default=",".join(f"{t}={d}" for t, d in DEFAULT_TASK_DOMAIN.items()),
                    help="task=domain pairs, comma-separated")
     p.add_argument("--out_dir", required=True)
+    p.add_argument("--references", default="random decar/prior",
+                   help="encoders under eval_dir shown beside the matrix (absent ones are skipped)")
     p.add_argument("--readme_report_path", default=None,
                    help="report path quoted in README_section.md (default: the debian_sounds recipe's)")
     return p
@@ -49,7 +51,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> dict:
     from espnet2_sonar.eval.plots import write_plots
     from espnet2_sonar.eval.report import (ReportSpec, build_results, load_codebook_stats,
-                                           load_probe_results, to_json)
+                                           load_probe_results, reference_results, to_json)
     from espnet2_sonar.eval.report_tables import (DEFAULT_REPORT_PATH, readme_section, report_markdown,
                                                   results_csv)
 
@@ -65,6 +67,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     probes = load_probe_results(args.eval_dir, spec)
     codebook = load_codebook_stats(args.exp_dir, spec) if args.exp_dir else {}
     results = build_results(probes, spec, codebook)
+    results["references"] = reference_results(args.eval_dir, spec, args.references.split(), probes.seeds)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots = write_plots(results, out)

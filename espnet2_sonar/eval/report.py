@@ -142,6 +142,26 @@ def _read_probe(path: Path, seed: int) -> ProbeScore:
     return ProbeScore(float(data["accuracy"]), float(data.get("macro_f1", math.nan)))
 
 
+def reference_results(eval_dir, spec: ReportSpec, names: Sequence[str], seeds: Sequence[int]) -> dict:
+    """Accuracy per task (mean/std over seeds) of encoders outside the stage matrix, such as
+    the random-init floor (``random``) or DECAR's prior-pool stage; absent names are skipped.
+
+    Returns ``{name: {task: seed_stats + per_seed}}``.
+    """
+    out = {}
+    for name in names:
+        per_task = {}
+        for task in spec.tasks:
+            values = []
+            for seed in seeds:
+                path = Path(eval_dir) / name / task / f"seed{seed}.json"
+                values.append(_read_probe(path, seed).accuracy if path.exists() else math.nan)
+            per_task[task] = _entry(values, seeds)
+        if any(e["n"] for e in per_task.values()):
+            out[name] = per_task
+    return out
+
+
 def score_tensor(probes: ProbeResults, spec: ReportSpec, method: str, metric: str = "accuracy") -> np.ndarray:
     """Per-seed matrix of one method: [num_seeds, K + 1, num_tasks], NaN where missing."""
     names = spec.stage_names(method)

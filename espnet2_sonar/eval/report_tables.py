@@ -163,6 +163,15 @@ def report_markdown(results: dict, plots: Dict[str, str], eval_dir: Optional[str
         out.append(f"## {title}\n")
         out.append(note + "\n")
         out.append(_per_task_table(results, key, mean_key, signed) or "No task qualifies.\n")
+    refs = results.get("references") or {}
+    if refs:
+        out.append("## Reference encoders (%)\n")
+        out.append("Encoders outside the stage matrix, probed the same way: `random` is a randomly "
+                   "initialised encoder of the base architecture (the floor every method must clear); "
+                   "`decar/prior` is DECAR's pre-training stage on the prior pool.\n")
+        header = ["encoder"] + [_task_head(results, t) for t in spec["tasks"]]
+        rows = [[f"**{name}**"] + [fmt(refs[name][t]) for t in spec["tasks"]] for name in refs]
+        out.append(_table(header, rows))
     out.append("## Codebook\n")
     table = codebook_table(results)
     if table is None:

@@ -18,7 +18,7 @@ log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*" >
 stage=1                 # first stage to run
 stop_stage=7            # last stage to run
 domains="music bio env" # new domains, adapted to in this order
-methods="sonar dcp"     # continual methods: sonar and/or dcp
+methods="sonar dcp"     # continual methods: sonar, dcp, decar
 base_ckpt=""            # official BEATs checkpoint: skips base pre-training
 base_tokenizer=""       # official BEATs tokenizer checkpoint (else distilled from the base model)
 nj=2                    # parallel jobs for data prep / embedding
@@ -32,6 +32,7 @@ tokenizer_config=""        # tokenizer distillation              (default conf/$
 pretrain_iter2_config=""   # MAM with the distilled tokenizer    (default conf/${size}/pretrain_iter2.yaml)
 sonar_config=""            # continual stage, method sonar       (default conf/${size}/train_sonar.yaml)
 dcp_config=""              # continual stage, method dcp         (default conf/${size}/train_dcp.yaml)
+decar_config=""            # DECAR stages, method decar          (default conf/${size}/decar_beats.yaml)
 sample_args="--max_seconds 4 --num_strata 32"  # args for espnet2_sonar.bin.sonar_sample
 train_args=""           # extra args for every training run
 probe_tasks="langid instrument animal foley"
@@ -64,11 +65,14 @@ EOF
 : "${pretrain_iter2_config:=conf/${size}/pretrain_iter2.yaml}"
 : "${sonar_config:=conf/${size}/train_sonar.yaml}"
 : "${dcp_config:=conf/${size}/train_dcp.yaml}"
-for c in "${pretrain_iter1_config}" "${tokenizer_config}" "${pretrain_iter2_config}" "${sonar_config}" "${dcp_config}"; do
+: "${decar_config:=conf/${size}/decar_beats.yaml}"
+needed=("${pretrain_iter1_config}" "${tokenizer_config}" "${pretrain_iter2_config}" "${sonar_config}" "${dcp_config}")
+[[ " ${methods} " == *" decar "* ]] && needed+=("${decar_config}")
+for c in "${needed[@]}"; do
     [ -f "$c" ] || { log "config not found: $c"; exit 1; }
 done
 for m in ${methods}; do
-    case "$m" in sonar|dcp) ;; *) log "unknown method '$m' (sonar|dcp)"; exit 1 ;; esac
+    case "$m" in sonar|dcp|decar) ;; *) log "unknown method '$m' (sonar|dcp|decar)"; exit 1 ;; esac
 done
 
 pool_dir=${data_dir}/pools
@@ -156,6 +160,16 @@ fi
 # ---------------------------------------------------------------- 3-5. staged continual pre-training
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 3 ]; then
     for method in ${methods}; do
+        if [ "${method}" = decar ]; then
+            # DECAR: its own stage script (pre-training on the prior pool from the base
+            # encoder, then each domain in order); stages 3-5 in one go
+            log "Stages 3-5 (decar): ${exp_dir}/decar/{base,${domains// /,}}"
+            # shellcheck disable=SC2086
+            stages/decar.sh --exp_dir "${exp_dir}" --data_dir "${data_dir}" --domains "${domains}" \
+                --init_ckpt "${base_dir}/encoder.pt" --config "${decar_config}" --ngpu "${ngpu}" \
+                --valid_share "${valid_share}" ${train_args:+--train_args "${train_args}"}
+            continue
+        fi
         prev="${base_dir}"
         config_var="${method}_config"; config="${!config_var}"
         for domain in ${domains}; do
@@ -198,7 +212,13 @@ fi
 # ---------------------------------------------------------------- 6. evaluation
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     log "Stage 6: frozen probes -> ${exp_dir}/eval"
-    ckpts="base=${base_dir}/encoder.pt"
+    # floor: a randomly initialised encoder of the base architecture
+    if [ ! -f "${exp_dir}/random/encoder.pt" ]; then
+        python -m espnet2_sonar.bin.random_encoder --like "${base_dir}/encoder.pt" --seed 0 \
+            --out "${exp_dir}/random/encoder.pt" >/dev/null
+    fi
+    ckpts="base=${base_dir}/encoder.pt random=${exp_dir}/random/encoder.pt"
+    [[ " ${methods} " == *" decar "* ]] && ckpts+=" decar/prior=${exp_dir}/decar/base/encoder.pt"
     for method in ${methods}; do
         for domain in ${domains}; do ckpts+=" ${method}/${domain}=${exp_dir}/${method}/${domain}/encoder.pt"; done
     done
