@@ -14,22 +14,15 @@ clustering summaries) and ``encoder.pt`` for the frozen probes.
 """
 
 import argparse
-from typing import Callable, Collection, Dict, List, Optional, Tuple
-
-import numpy as np
-import torch
+from typing import Optional
 
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
-from espnet2.tasks.abs_task import AbsTask
 from espnet2.train.class_choices import ClassChoices
-from espnet2.train.collate_fn import CommonCollateFn
 from espnet2.train.distributed_utils import DistributedOption
 from espnet2.iterators.abs_iter_factory import AbsIterFactory
 from espnet2.utils.nested_dict_action import NestedDictAction
-from espnet2.utils.types import float_or_none
 
-from espnet2_sonar.data.crop import DeterministicCrop
-from espnet2_sonar.data.espnet_loader import read_scp, register_data_types
+from espnet2_sonar.data.espnet_loader import read_scp
 from espnet2_sonar.decar.config import DecarConfig
 from espnet2_sonar.decar.efficientnet import EfficientNetEncoder
 from espnet2_sonar.decar.iterator import PseudoLabelIterFactory
@@ -37,8 +30,7 @@ from espnet2_sonar.decar.model import DecarModel
 from espnet2_sonar.decar.recluster import labels_path
 from espnet2_sonar.decar.trainer import WORK_SUBDIR, DecarTrainer, speech_split
 from espnet2_sonar.sonar.builders import SonarBeatsEncoder
-
-register_data_types()
+from espnet2_sonar.tasks.audio_task import AudioTask
 
 encoder_choices = ClassChoices(
     "encoder",
@@ -48,7 +40,7 @@ encoder_choices = ClassChoices(
 )
 
 
-class DecarTask(AbsTask):
+class DecarTask(AudioTask):
     num_optimizers: int = 1
     class_choices_list = [encoder_choices]
     trainer = DecarTrainer
@@ -69,34 +61,9 @@ class DecarTask(AbsTask):
             help="DecarConfig: num_clusters, head_dims, pca_dim, kmeans_niter, seed, SpecAugment "
             "and feature-extraction settings (unknown keys are errors)",
         )
-        group.add_argument(
-            "--crop_seconds",
-            type=float_or_none,
-            default=None,
-            help="Crop training/validation audio longer than this to a window fixed by a hash "
-            "of the utterance id (the same in every epoch and after --resume)",
-        )
+        cls.add_crop_argument(group)
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
-
-    @classmethod
-    def build_collate_fn(
-        cls, args: argparse.Namespace, train: bool
-    ) -> Callable[[Collection[Tuple[str, Dict[str, np.ndarray]]]], Tuple[List[str], Dict[str, torch.Tensor]]]:
-        return CommonCollateFn(float_pad_value=0.0, int_pad_value=-1)
-
-    @classmethod
-    def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
-        max_samples = None if args.crop_seconds is None else int(round(args.crop_seconds * 16000))
-        return DeterministicCrop(max_samples, seed=args.seed)
-
-    @classmethod
-    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return ("speech",)
-
-    @classmethod
-    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return ()
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> DecarModel:

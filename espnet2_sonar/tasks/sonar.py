@@ -14,33 +14,24 @@ and optionally ``is_replay`` (``text_int`` file: ``<utt> 0|1``).
 
 import argparse
 import copy
-from typing import Callable, Collection, Dict, List, Optional, Tuple
+from typing import Tuple
 
-import numpy as np
-import torch
-
-from espnet2.tasks.abs_task import AbsTask
 from espnet2.train.class_choices import ClassChoices
-from espnet2.train.collate_fn import CommonCollateFn
 from espnet2.train.trainer import Trainer
 from espnet2.utils.nested_dict_action import NestedDictAction
-from espnet2.utils.types import float_or_none
 
-from espnet2_sonar.data.crop import DeterministicCrop
 
-from espnet2_sonar.data.espnet_loader import register_data_types
 from espnet2_sonar.distill.criteria import CosineDistance, MSEDistance
 from espnet2_sonar.beats.predictor import BeatsPredictor
 from espnet2_sonar.sonar.builders import SonarBeatsEncoder
 from espnet2_sonar.sonar.config import SonarConfig
 from espnet2_sonar.sonar.model import SonarModel
+from espnet2_sonar.tasks.audio_task import AudioTask
 from espnet2_sonar.sonar.tokenizers import (
     EvolvingTokenizerTargets,
     FrozenTokenizerTargets,
     RandomProjectionTargets,
 )
-
-register_data_types()
 
 encoder_choices = ClassChoices("encoder", classes=dict(beats=SonarBeatsEncoder), default="beats")
 predictor_choices = ClassChoices("predictor", classes=dict(beats=BeatsPredictor), default="beats")
@@ -58,7 +49,7 @@ distill_criterion_choices = ClassChoices(
 )
 
 
-class SonarTask(AbsTask):
+class SonarTask(AudioTask):
     num_optimizers: int = 1
     class_choices_list = [
         encoder_choices,
@@ -78,30 +69,9 @@ class SonarTask(AbsTask):
             help="SonarConfig: lambda_tok, lambda_model, distill_layers, teacher_input, "
             "mask_prob, seed, head_old_init (unknown keys are errors)",
         )
-        group.add_argument(
-            "--crop_seconds",
-            type=float_or_none,
-            default=None,
-            help="Crop training/validation audio longer than this to a fixed window chosen by "
-            "a hash of the utterance id (the same in every epoch and after --resume)",
-        )
+        cls.add_crop_argument(group)
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
-
-    @classmethod
-    def build_collate_fn(
-        cls, args: argparse.Namespace, train: bool
-    ) -> Callable[[Collection[Tuple[str, Dict[str, np.ndarray]]]], Tuple[List[str], Dict[str, torch.Tensor]]]:
-        return CommonCollateFn(float_pad_value=0.0, int_pad_value=-1)
-
-    @classmethod
-    def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
-        max_samples = None if args.crop_seconds is None else int(round(args.crop_seconds * 16000))
-        return DeterministicCrop(max_samples, seed=args.seed)
-
-    @classmethod
-    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return ("speech",)
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:

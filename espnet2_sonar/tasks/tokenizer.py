@@ -17,7 +17,7 @@ _TRAIN_KEYS = {"commitment_weight"}
 _TOKENIZER_KEYS = {"arch", "teacher", "config"}
 
 
-class TokenizerTask(SonarTask):
+class TokenizerTask(SonarTask):  # SonarTask for the data side (speech + is_replay)
     class_choices_list = []
 
     @classmethod
@@ -36,7 +36,7 @@ class TokenizerTask(SonarTask):
             default=dict(commitment_weight=1.0),
             help="commitment_weight",
         )
-        group.add_argument("--crop_seconds", type=float, default=None, help="see SonarTask")
+        cls.add_crop_argument(group)
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> TokenizerTrainModel:
