@@ -28,8 +28,10 @@ if [ ! -f "$SONAR_VENV/.complete" ]; then
     "$SONAR_VENV/bin/pip" install -q -r "$_root/requirements.txt" >&2
     touch "$SONAR_VENV/.complete"
 fi
-# Editable install of this checkout (re-pointed at every call, so each clone tests itself).
+# Editable install of this checkout (console entry points); PYTHONPATH makes every process
+# started from here import this checkout even when another clone shares the cached venv.
 "$SONAR_VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$_root" >&2
+export PYTHONPATH="$_root${PYTHONPATH:+:$PYTHONPATH}"
 export PATH="$SONAR_VENV/bin:$PATH"
 export VIRTUAL_ENV="$SONAR_VENV"
 set +euo pipefail
