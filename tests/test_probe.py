@@ -205,3 +205,24 @@ def test_metrics():
     assert relative_forgetting(0.8, 0.212) == pytest.approx(0.735)
     with pytest.raises(ValueError):
         classification_metrics([0, 3], [0, 0], ["a", "b"])
+
+
+@pytest.mark.timeout(60)
+def test_load_encoder_reads_a_sonar_experiment_dir(tmp_path):
+    """SonarTask writes encoder_conf {arch, init, config}; the probe's loader must read it."""
+    import torch
+    import yaml
+
+    from espnet2_sonar.eval.checkpoints import load_encoder
+    from espnet2_sonar.sonar.builders import SonarBeatsEncoder
+
+    torch.manual_seed(0)
+    enc = SonarBeatsEncoder("tiny", config={"dropout": 0.0}).eval()
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(
+        {"encoder": "beats", "encoder_conf": {"arch": "tiny", "init": None, "config": {"dropout": 0.0}}}))
+    torch.save({f"encoder.{k}": v for k, v in enc.state_dict().items()}, tmp_path / "latest.pth")
+    loaded = load_encoder(tmp_path)
+    wavs, lengths = torch.randn(2, 8000) * 0.1, torch.tensor([8000, 6000])
+    with torch.no_grad():
+        for a, b in zip(enc.extract_layers(wavs, lengths), loaded.extract_layers(wavs, lengths)):
+            assert torch.allclose(a, b, atol=1e-6)

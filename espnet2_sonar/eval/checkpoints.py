@@ -101,8 +101,14 @@ def _build_encoder(encoder_conf: dict, config_file: Path):
     from espnet2_sonar.beats.config import BeatsConfig
     from espnet2_sonar.beats.encoder import BeatsEncoder
 
+    from espnet2_sonar.sonar.builders import SonarBeatsEncoder
+
     arguments = set(inspect.signature(BeatsEncoder.__init__).parameters) - {"self"}
+    sonar_arguments = set(inspect.signature(SonarBeatsEncoder.__init__).parameters) - {"self"}
     try:
+        if set(encoder_conf) <= sonar_arguments and set(encoder_conf) - arguments:
+            # SonarTask's ``--encoder_conf {arch, init, config}`` (weights come from the model file)
+            return SonarBeatsEncoder(**encoder_conf)
         if set(encoder_conf) <= arguments:
             return BeatsEncoder(**encoder_conf)
         return BeatsEncoder(BeatsConfig.from_dict(encoder_conf))
