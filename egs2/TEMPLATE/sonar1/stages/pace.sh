@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # PACE: class-incremental audio continual learning on top of our encoders.
 #
-#   stages/pace.sh --exp_dir exp/pace --data_dir data --ckpts "base:exp/base/encoder.pt sonar:exp/sonar/env/encoder.pt" \
-#       --seeds "0 1 2"
+#   stages/pace.sh --exp_dir exp/pace --data_dir data \
+#       --ckpts "base:exp/base/encoder.pt sonar:exp/sonar/env/encoder.pt" --seeds "0 1 2"
 #
 # For every checkpoint (NAME:PATH), benchmark (${benchmarks}), method (${methods}) and seed,
 # runs espnet2_sonar.bin.pace_eval -> ${exp_dir}/<name>/<benchmark>/<method>/seed<N>.json
@@ -67,10 +67,14 @@ for entry in ${ckpts}; do
                 mkdir -p "$(dirname "${res}")"
                 log "${name} ${bench} ${method} seed ${seed}"
                 # shellcheck disable=SC2086
-                ${decode_cmd} "${res%.json}.log" python -m espnet2_sonar.bin.pace_eval \
+                if ! ${decode_cmd} "${res%.json}.log" python -m espnet2_sonar.bin.pace_eval \
                     --ckpt "${ckpt}" --ckpt_name "${name}" --benchmark "${bench}" --method "${method}" \
                     --seed "${seed}" --data_dir "${data_dir}" --device "${device}" \
-                    --cache_dir "${exp_dir}/cache" --out "${res}" "${extra[@]}" ${pace_args} >/dev/null
+                    --cache_dir "${exp_dir}/cache" --out "${res}" "${extra[@]}" ${pace_args} >/dev/null; then
+                    log "pace_eval failed (${name} ${bench} ${method} seed ${seed}); see ${res%.json}.log:"
+                    tail -n 20 "${res%.json}.log" >&2
+                    exit 1
+                fi
             done
         done
     done
