@@ -131,6 +131,7 @@ def sonar_train_args(
         "--output_dir", str(output_dir),
         "--max_epoch", str(max_epoch),
         "--batch_size", "4",
+        "--num_iters_per_epoch", "3",  # 12 new items / batch 4: the tests count on 3 steps an epoch
         "--num_workers", "0",
         "--use_tensorboard", "false",
         "--use_matplotlib", "false",
