@@ -14,22 +14,19 @@ cache dir from ``espnet2_sonar.bin.ssondo_extract``, type ``ssondo_embeddings``)
 import argparse
 import logging
 from pathlib import Path
-from typing import Callable, Collection, Dict, List, Tuple
+from typing import List, Tuple
 
-import numpy as np
 import torch
 from espnet2.iterators.abs_iter_factory import AbsIterFactory
 from espnet2.iterators.sequence_iter_factory import SequenceIterFactory
-from espnet2.tasks.abs_task import AbsTask, IteratorOptions
+from espnet2.tasks.abs_task import IteratorOptions
 from espnet2.train.class_choices import ClassChoices
-from espnet2.train.collate_fn import CommonCollateFn
 from espnet2.train.trainer import Trainer
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import float_or_none, int_or_none, str_or_none
 
 from espnet2_sonar.data.crop import DeterministicCrop
-from espnet2_sonar.data.espnet_loader import read_scp
-from espnet2_sonar.data.espnet_loader import register_data_types as register_sound_types
+from espnet2_sonar.data.kaldi_dir import read_table
 from espnet2_sonar.ssondo.abs_student import AbsStudent
 from espnet2_sonar.ssondo.bds import bds_batch_sampler
 from espnet2_sonar.ssondo.encoder import StudentEncoder
@@ -39,9 +36,9 @@ from espnet2_sonar.ssondo.model import SsondoConfig, SsondoModel
 from espnet2_sonar.ssondo.students import STUDENTS
 from espnet2_sonar.ssondo.teacher_cache import TeacherInfo
 from espnet2_sonar.ssondo.teacher_cache import register_data_types as register_embedding_types
+from espnet2_sonar.tasks.audio_task import AudioTask
 
-register_sound_types()
-register_embedding_types()
+register_embedding_types()  # AudioTask registers the sonar_sound* types
 
 SAMPLE_RATE = 16000
 TEACHER_EMB = "teacher_emb"
@@ -65,7 +62,9 @@ def _cache_dir(path: str) -> Path:
     return p if p.is_dir() else p.parent
 
 
-class SsondoTask(AbsTask):
+class SsondoTask(AudioTask):
+    """AudioTask with its own crop (--crop_seed, not --seed: the teacher cache depends on it)."""
+
     num_optimizers: int = 1
     class_choices_list = [student_choices, loss_choices]
     trainer = Trainer
@@ -104,12 +103,6 @@ class SsondoTask(AbsTask):
             class_choices.add_arguments(group)
 
     @classmethod
-    def build_collate_fn(
-        cls, args: argparse.Namespace, train: bool
-    ) -> Callable[[Collection[Tuple[str, Dict[str, np.ndarray]]]], Tuple[List[str], Dict[str, torch.Tensor]]]:
-        return CommonCollateFn(float_pad_value=0.0, int_pad_value=-1)
-
-    @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
         for path in _teacher_caches(args):
             info = TeacherInfo.read(_cache_dir(path))
@@ -125,10 +118,6 @@ class SsondoTask(AbsTask):
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
         return ("speech",) if inference else ("speech", TEACHER_EMB)
-
-    @classmethod
-    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return ()
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> SsondoModel:
@@ -153,7 +142,8 @@ class SsondoTask(AbsTask):
         """ESPnet's iterator, except training batches come from the BDS sampler with --bds_clusters."""
         if mode != "train" or getattr(args, "bds_clusters", None) is None:
             return super().build_sequence_iter_factory(args, iter_options, mode)
-        train_ids = list(read_scp(iter_options.data_path_and_name_and_type[0][0]))
+        speech = [path for path, name, _ in iter_options.data_path_and_name_and_type if name == "speech"]
+        train_ids = list(read_table(speech[0]))
         rank, world_size = 0, 1
         if iter_options.distributed:
             rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -168,7 +158,7 @@ class SsondoTask(AbsTask):
         )
         logging.info(f"[{mode}] BDS batch sampler: {sampler}")
         # any clustered item may be drawn in some epoch
-        dataset = cls.build_dataset(args, iter_options, set(read_scp(args.bds_clusters)))
+        dataset = cls.build_dataset(args, iter_options, set(read_table(args.bds_clusters)))
         return SequenceIterFactory(
             dataset=dataset,
             batches=sampler,

@@ -1,0 +1,239 @@
+"""Exported S-SONDO students: a self-describing checkpoint the frozen probe and s3prl can load.
+
+Checkpoint (``torch.save``; loads with ``weights_only=True``)::
+
+    {"kind": "ssondo_student", "version": 1,
+     "student": "mobilenetv3", "student_conf": {...}, "fbank_mean": .., "fbank_std": ..,
+     "head": {"input_size", "output_size", "hidden_size", "dropout"},
+     "features": "backbone" | "mapped",
+     "model": state dict of ExportedStudent (student.*, head.*),
+     "meta": {"teacher", "teacher_params", "student_params", "head_params", "bds", ...}}
+
+:class:`ExportedStudent` has what ``espnet2_sonar.eval.embeddings`` and the s3prl expert
+call on a BEATs encoder (``extract_layers``, ``patch_lengths``, ``freq_patches``,
+``patch_size``). Its hidden states are
+
+* ``features="backbone"`` (default): the student's own hidden states [B, N, D_s] (frames
+  of ``patch_size`` x 10 ms); their mean is the clip embedding the head was trained on;
+* ``features="mapped"``: one step per clip, the head's output in the teacher's space
+  [B, 1, D_t].
+
+``eval.checkpoints.load_encoder`` does not know this format yet; :func:`install_checkpoint_hook`
+teaches it in-process (``espnet2_sonar.bin.ssondo_probe`` uses it) until that module
+dispatches on ``ckpt["kind"]`` to :func:`student_from_state` (as it does for
+``decar_efficientnet``).
+"""
+
+import glob
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional
+
+import torch
+from torch import Tensor, nn
+
+from espnet2_sonar.ssondo.encoder import StudentEncoder, count_parameters
+from espnet2_sonar.ssondo.head import MappingHead
+from espnet2_sonar.ssondo.students import build_student
+
+KIND = "ssondo_student"
+VERSION = 1
+FEATURES = ("backbone", "mapped")
+
+
+class StudentCheckpointError(ValueError):
+    """A student checkpoint that is malformed or does not match its model."""
+
+
+class ExportedStudent(nn.Module):
+    """A trained student (+ its mapping head) as a frozen feature extractor.
+
+    Args:
+        student: StudentEncoder; head: MappingHead; features: ``backbone`` or ``mapped``.
+    """
+
+    freq_patches = 1
+
+    def __init__(self, student: StudentEncoder, head: MappingHead, features: str = "backbone"):
+        super().__init__()
+        if features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+        self.student, self.head, self.features = student, head, features
+
+    @property
+    def patch_size(self) -> int:
+        return self.student.patch_size
+
+    def patch_lengths(self, lengths: Tensor) -> Tensor:
+        """Valid steps [B] of the hidden states from valid samples [B]."""
+        if self.features == "mapped":
+            return torch.ones_like(lengths, dtype=torch.long)
+        return self.student.patch_lengths(lengths)
+
+    def extract_layers(self, wavs: Tensor, lengths: Tensor) -> List[Tensor]:
+        """wavs [B, T], lengths [B] -> hidden states (see the module docstring)."""
+        if self.features == "mapped":
+            return [self.head(self.student.embed(wavs, lengths))[:, None, :]]
+        return self.student.extract_layers(wavs, lengths)
+
+    def embed(self, wavs: Tensor, lengths: Tensor) -> Tensor:
+        """Clip embedding [B, D_s] of the student backbone."""
+        return self.student.embed(wavs, lengths)
+
+
+def _check_state(model: nn.Module, state: Dict[str, Tensor], source: str, ignore: Iterable[str] = ()) -> Dict[str, Tensor]:
+    import fnmatch
+
+    state = {k: v for k, v in state.items() if not any(fnmatch.fnmatch(k, pat) for pat in ignore)}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        raise StudentCheckpointError(
+            f"{source}: weights do not match the student: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, shape mismatches {shapes[:5]}"
+        )
+    return state
+
+
+def student_from_state(ckpt: dict, source: str = "<state>", features: Optional[str] = None) -> ExportedStudent:
+    """Build an ExportedStudent (eval mode, CPU) from a loaded student checkpoint dict (strict)."""
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != KIND:
+        raise StudentCheckpointError(f"{source}: not an S-SONDO student checkpoint (no kind={KIND!r})")
+    if ckpt.get("version") != VERSION:
+        raise StudentCheckpointError(f"{source}: unsupported student checkpoint version {ckpt.get('version')}")
+    for key in ("student", "student_conf", "head", "model"):
+        if key not in ckpt:
+            raise StudentCheckpointError(f"{source}: student checkpoint lacks {key!r}")
+    try:
+        backbone = build_student(ckpt["student"], ckpt["student_conf"])
+        head = MappingHead(**ckpt["head"])
+    except (TypeError, ValueError) as e:
+        raise StudentCheckpointError(f"{source}: bad student description: {e}") from e
+    encoder = StudentEncoder(backbone, ckpt.get("fbank_mean", 15.41663), ckpt.get("fbank_std", 6.55582))
+    model = ExportedStudent(encoder, head, features or ckpt.get("features", "backbone"))
+    model.load_state_dict(_check_state(model, ckpt["model"], source), strict=True)
+    return model.eval()
+
+
+def is_student_checkpoint(path: str | Path) -> bool:
+    """True when ``path`` is a file holding an S-SONDO student checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any unreadable file is simply not ours
+        return False
+    return isinstance(ckpt, dict) and ckpt.get("kind") == KIND
+
+
+def load_student(path: str | Path, features: Optional[str] = None) -> ExportedStudent:
+    """Load an exported student (``features`` overrides the checkpoint's choice)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        raise StudentCheckpointError(f"{path}: cannot be read with torch.load ({e})") from e
+    return student_from_state(ckpt, str(path), features)
+
+
+def _model_file(exp_dir: Path) -> Path:
+    for name in ("valid.loss.best.pth", "latest.pth"):
+        if (exp_dir / name).exists():
+            return exp_dir / name
+    found = sorted(glob.glob(str(exp_dir / "*epoch.pth")))
+    if found:
+        return Path(found[-1])
+    raise FileNotFoundError(f"{exp_dir}: no trained model (valid.loss.best.pth, latest.pth or *epoch.pth)")
+
+
+def export_student(exp_dir: str | Path, out: str | Path, model_file: str | Path | None = None, features: str = "backbone") -> Path:
+    """Write the student of an SsondoTask exp dir (config.yaml + *.pth) as a student checkpoint.
+
+    The model file defaults to ``valid.loss.best.pth``, else ``latest.pth``, else the last
+    ``*epoch.pth``. The state is checked strictly (student.* and head.* keys only).
+    """
+    import yaml
+
+    from espnet2_sonar.ssondo.model import SsondoConfig
+    from espnet2_sonar.ssondo.teacher_cache import TeacherInfo
+
+    exp_dir = Path(exp_dir)
+    config_file = exp_dir / "config.yaml"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file}: missing (expected an SsondoTask output dir)")
+    conf = yaml.safe_load(config_file.read_text())
+    model_file = Path(model_file) if model_file else _model_file(exp_dir)
+    state = torch.load(model_file, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # ESPnet resume checkpoint
+    config = SsondoConfig.from_dict(conf.get("model_conf"))
+    if config.teacher_dim is None:
+        raise StudentCheckpointError(f"{config_file}: model_conf.teacher_dim is not recorded")
+    backbone = build_student(conf["student"], conf.get("student_conf") or {})
+    encoder = StudentEncoder(backbone)
+    head_conf = dict(
+        input_size=encoder.output_size(),
+        output_size=config.teacher_dim,
+        hidden_size=config.head_hidden,
+        dropout=config.head_dropout,
+    )
+    model = ExportedStudent(encoder, MappingHead(**head_conf), features)
+    model.load_state_dict(_check_state(model, state, str(model_file)), strict=True)
+    meta = {
+        "exp_dir": str(exp_dir),
+        "model_file": str(model_file),
+        "loss": conf.get("loss"),
+        "bds": conf.get("bds_clusters") is not None,
+        "seed": conf.get("seed"),
+        "student_params": count_parameters(encoder),
+        "head_params": count_parameters(model.head),
+    }
+    for path, name, _ in conf.get("train_data_path_and_name_and_type") or []:
+        if name == "teacher_emb":
+            cache = Path(path) if Path(path).is_dir() else Path(path).parent
+            try:
+                info = TeacherInfo.read(cache)
+                meta.update(teacher=info.teacher, teacher_params=info.teacher_params, teacher_dim=info.dim)
+            except FileNotFoundError:
+                pass
+    ckpt = {
+        "kind": KIND,
+        "version": VERSION,
+        "student": conf["student"],
+        "student_conf": dict(conf.get("student_conf") or {}),
+        "fbank_mean": encoder.frontend.fbank_mean,
+        "fbank_std": encoder.frontend.fbank_std,
+        "head": head_conf,
+        "features": features,
+        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "meta": meta,
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    torch.save(ckpt, tmp)
+    tmp.replace(out)
+    return out
+
+
+def install_checkpoint_hook() -> None:
+    """Make ``espnet2_sonar.eval.checkpoints.load_encoder`` accept student checkpoints (idempotent).
+
+    In-process bridge for the frozen probe and the s3prl expert, both of which call
+    ``load_encoder`` through the module attribute at load time.
+    """
+    from espnet2_sonar.eval import checkpoints
+
+    if getattr(checkpoints.load_encoder, "_ssondo_hook", False):
+        return
+    original = checkpoints.load_encoder
+
+    def load_encoder(path, config=None):
+        if config is None and is_student_checkpoint(path):
+            return load_student(path)
+        return original(path, config)
+
+    load_encoder._ssondo_hook = True
+    load_encoder.__doc__ = original.__doc__
+    checkpoints.load_encoder = load_encoder
