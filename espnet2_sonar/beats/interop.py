@@ -99,20 +99,15 @@ def _matches(key: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(key, p) for p in patterns)
 
 
-def check_official_state(
-    encoder: BeatsEncoder, state: Mapping[str, torch.Tensor], ignore: Iterable[str] = (), source: str = "checkpoint"
-) -> Dict[str, torch.Tensor]:
-    """Compare official-format ``state`` with what ``encoder`` needs; return it minus ignored keys.
-
-    Raises ``CheckpointMismatchError`` naming unexpected keys, missing keys and shape mismatches.
-    """
-    ignore = tuple(ignore)
-    expected = to_official_state(encoder.state_dict(), encoder.num_layers)
-    kept = {k: v for k, v in state.items() if not _matches(k, ignore)}
+def compare_states(
+    expected: Mapping[str, torch.Tensor], kept: Mapping[str, torch.Tensor], source: str, what: str
+) -> None:
+    """Raise ``CheckpointMismatchError`` naming unexpected keys, missing keys and shape
+    mismatches of ``kept`` (from ``source``) against ``expected`` (what ``what`` needs)."""
     unexpected = sorted(set(kept) - set(expected))
     missing = sorted(set(expected) - set(kept))
     shapes = [
-        f"{k}: checkpoint {tuple(kept[k].shape)} vs encoder {tuple(expected[k].shape)}"
+        f"{k}: checkpoint {tuple(kept[k].shape)} vs {what} {tuple(expected[k].shape)}"
         for k in sorted(set(kept) & set(expected))
         if tuple(kept[k].shape) != tuple(expected[k].shape)
     ]
@@ -124,7 +119,20 @@ def check_official_state(
             parts.append(f"missing keys {missing}")
         if shapes:
             parts.append(f"shape mismatches {shapes}")
-        raise CheckpointMismatchError(f"{source} does not match the BEATs encoder: " + "; ".join(parts))
+        raise CheckpointMismatchError(f"{source} does not match the BEATs {what}: " + "; ".join(parts))
+
+
+def check_official_state(
+    encoder: BeatsEncoder, state: Mapping[str, torch.Tensor], ignore: Iterable[str] = (), source: str = "checkpoint"
+) -> Dict[str, torch.Tensor]:
+    """Compare official-format ``state`` with what ``encoder`` needs; return it minus ignored keys.
+
+    Raises ``CheckpointMismatchError`` naming unexpected keys, missing keys and shape mismatches.
+    """
+    ignore = tuple(ignore)
+    expected = to_official_state(encoder.state_dict(), encoder.num_layers)
+    kept = {k: v for k, v in state.items() if not _matches(k, ignore)}
+    compare_states(expected, kept, source, "encoder")
     return kept
 
 

@@ -83,22 +83,7 @@ def official_tokenizer_checkpoint(tokenizer: BeatsTokenizer) -> Dict[str, Any]:
 
 
 def _check(expected: Mapping[str, torch.Tensor], kept: Mapping[str, torch.Tensor], source: str) -> None:
-    unexpected = sorted(set(kept) - set(expected))
-    missing = sorted(set(expected) - set(kept))
-    shapes = [
-        f"{k}: checkpoint {tuple(kept[k].shape)} vs tokenizer {tuple(expected[k].shape)}"
-        for k in sorted(set(kept) & set(expected))
-        if tuple(kept[k].shape) != tuple(expected[k].shape)
-    ]
-    if unexpected or missing or shapes:
-        parts = []
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected} (pass ignore=[...] globs to skip them)")
-        if missing:
-            parts.append(f"missing keys {missing}")
-        if shapes:
-            parts.append(f"shape mismatches {shapes}")
-        raise _mismatch(f"{source} does not match the BEATs tokenizer: " + "; ".join(parts))
+    encoder_interop.compare_states(expected, kept, source, "tokenizer")
 
 
 def tokenizer_from_official(
