@@ -226,3 +226,25 @@ def test_load_encoder_reads_a_sonar_experiment_dir(tmp_path):
     with torch.no_grad():
         for a, b in zip(enc.extract_layers(wavs, lengths), loaded.extract_layers(wavs, lengths)):
             assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_load_encoder_dispatches_on_kind_and_names_unknown_kinds(tmp_path):
+    """Self-describing checkpoints go to their family's loader; an unknown kind is a clear error."""
+    from espnet2_sonar.decar.checkpoint import efficientnet_checkpoint
+    from espnet2_sonar.decar.efficientnet import EfficientNetEncoder
+    from espnet2_sonar.eval.checkpoints import KIND_LOADERS, kind_loader, load_encoder
+
+    for kind in KIND_LOADERS:  # every registered loader imports and is callable
+        assert callable(kind_loader(kind, "x"))
+    torch.manual_seed(0)
+    cnn = EfficientNetEncoder("tiny").eval()
+    torch.save(efficientnet_checkpoint(cnn), tmp_path / "cnn.pt")
+    loaded = load_encoder(tmp_path / "cnn.pt")
+    assert type(loaded) is EfficientNetEncoder and not loaded.training
+    wavs, lengths = torch.randn(2, 8000) * 0.1, torch.tensor([8000, 6000])
+    with torch.no_grad():
+        for a, b in zip(cnn.extract_layers(wavs, lengths), loaded.extract_layers(wavs, lengths)):
+            assert torch.equal(a, b)
+    torch.save({"kind": "mystery", "model": {}}, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match=r"odd\.pt: unknown checkpoint kind 'mystery'"):
+        load_encoder(tmp_path / "odd.pt")

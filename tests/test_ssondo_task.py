@@ -111,18 +111,16 @@ def test_training_records_teacher_dim_and_export_matches_the_trained_model(train
 
 @pytest.mark.timeout(600)
 def test_probe_and_s3prl_expert_load_the_student(trained, tmp_path):
-    from espnet2_sonar.bin import ssondo_probe
+    from espnet2_sonar.bin import probe
     from espnet2_sonar.s3prl_upstream.expert import UpstreamExpert
-    from espnet2_sonar.ssondo.upstream import install_checkpoint_hook
 
     task = trained / "data" / "tasks" / "foley"
-    result = ssondo_probe.main([
+    result = probe.main([
         "--ckpt", str(trained / "exp" / "student.pt"), "--train_dir", str(task / "train"), "--valid_dir", str(task / "valid"),
         "--test_dir", str(task / "test"), "--out", str(tmp_path / "r.json"), "--no_cache", "--max_epochs", "5",
     ])
     assert 0.0 <= result["accuracy"] <= 1.0 and result["dim"] == 32 and result["num_layers"] == 2
     assert json.loads((tmp_path / "r.json").read_text())["ckpt"].endswith("student.pt")
-    install_checkpoint_hook()
     expert = UpstreamExpert(str(trained / "exp" / "student.pt"))
     wavs = [0.1 * torch.randn(16000), 0.1 * torch.randn(9000)]
     hidden = expert(wavs)["hidden_states"]

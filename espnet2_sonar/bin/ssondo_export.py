@@ -4,8 +4,8 @@
     python -m espnet2_sonar.bin.ssondo_export --exp_dir exp/ssondo/students/mobilenetv3_bds_s0 \\
         [--out exp/.../student.pt] [--model_file valid.loss.best.pth] [--features backbone|mapped]
 
-The file is what ``espnet2_sonar.bin.ssondo_probe`` (and the s3prl upstream, once the
-checkpoint hook is in place) loads; see ``espnet2_sonar.ssondo.upstream``.
+The file is what the frozen probe (``espnet2_sonar.bin.probe``) and the s3prl upstream
+load, like any encoder checkpoint; see ``espnet2_sonar.ssondo.upstream``.
 """
 
 import argparse

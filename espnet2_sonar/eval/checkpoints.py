@@ -5,8 +5,10 @@ Accepted inputs:
 * an official-format BEATs checkpoint (``torch.save({'cfg': ..., 'model': ...})``, the
   released ``BEATs_iter*.pt`` files and our stage-5 export), read by
   ``espnet2_sonar.beats.interop.load_official``;
-* a DECAR EfficientNet encoder (``{'kind': 'decar_efficientnet', 'cfg', 'model'}``), read by
-  ``espnet2_sonar.decar.checkpoint.efficientnet_from_checkpoint``;
+* a self-describing checkpoint of another encoder family, a dict with a ``kind`` key,
+  dispatched through :data:`KIND_LOADERS`: ``decar_efficientnet`` (DECAR's CNN,
+  ``espnet2_sonar.decar.checkpoint``) and ``ssondo_student`` (an exported S-SONDO student,
+  ``espnet2_sonar.ssondo.upstream``);
 * a packed / trained ESPnet model: a ``*.pth`` state dict (or ESPnet's resume
   ``checkpoint.pth`` holding one under ``model``) whose encoder parameters carry the prefix
   ``encoder.``, plus the ``config.yaml`` beside it whose ``encoder_conf`` holds either the
@@ -23,13 +25,30 @@ state is loaded strictly: every ``encoder.*`` key must match; other prefixes (pr
 tokenizer, teacher, ...) are not the encoder's and are left out on purpose.
 """
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 
 ENCODER_PREFIX = "encoder."
+
+KIND_LOADERS: Dict[str, str] = {
+    "decar_efficientnet": "espnet2_sonar.decar.checkpoint:efficientnet_from_checkpoint",
+    "ssondo_student": "espnet2_sonar.ssondo.upstream:student_from_state",
+}
+"""``ckpt['kind']`` -> ``"module:function"``; the function takes ``(ckpt, source)`` and returns
+an encoder with the frozen-evaluation interface (``extract_layers``, ``patch_lengths``, ...).
+Imported lazily, so a family's dependencies load only when one of its files is read."""
+
+
+def kind_loader(kind: str, source: str) -> Callable:
+    """The loader registered for ``kind`` (``ValueError`` naming ``source`` if none is)."""
+    if kind not in KIND_LOADERS:
+        raise ValueError(f"{source}: unknown checkpoint kind {kind!r} (known: {sorted(KIND_LOADERS)})")
+    module, _, function = KIND_LOADERS[kind].partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 @dataclass
@@ -139,10 +158,8 @@ def _load_official(model_file: Path):
         ckpt = torch.load(model_file, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
         raise ValueError(f"{model_file}: cannot be read with torch.load ({e})") from e
-    if isinstance(ckpt, dict) and ckpt.get("kind") == "decar_efficientnet":  # DECAR's CNN encoder
-        from espnet2_sonar.decar.checkpoint import efficientnet_from_checkpoint
-
-        return efficientnet_from_checkpoint(ckpt, source=str(model_file))
+    if isinstance(ckpt, dict) and "kind" in ckpt:  # another encoder family (DECAR CNN, S-SONDO student)
+        return kind_loader(ckpt["kind"], str(model_file))(ckpt, str(model_file)).eval()
     if not (isinstance(ckpt, dict) and "cfg" in ckpt and "model" in ckpt):
         raise ValueError(
             f"{model_file}: unknown checkpoint format; expected an official BEATs checkpoint "
@@ -163,7 +180,7 @@ def load_encoder(path: str | Path, config: str | Path | None = None):
     """
     files = resolve_checkpoint(path, config)
     if files.kind == "official":
-        return _load_official(files.model_file)
+        return _load_official(files.model_file)  # also any self-describing ``kind`` checkpoint
     encoder = _build_encoder(_encoder_conf_from_yaml(files.config_file), files.config_file)
     try:
         encoder.load_state_dict(_encoder_state(files.model_file), strict=True)

@@ -18,10 +18,9 @@ call on a BEATs encoder (``extract_layers``, ``patch_lengths``, ``freq_patches``
 * ``features="mapped"``: one step per clip, the head's output in the teacher's space
   [B, 1, D_t].
 
-``eval.checkpoints.load_encoder`` does not know this format yet; :func:`install_checkpoint_hook`
-teaches it in-process (``espnet2_sonar.bin.ssondo_probe`` uses it) until that module
-dispatches on ``ckpt["kind"]`` to :func:`student_from_state` (as it does for
-``decar_efficientnet``).
+``eval.checkpoints.load_encoder`` dispatches on ``ckpt["kind"]`` to :func:`student_from_state`
+(``eval.checkpoints.KIND_LOADERS``), so the frozen probe, the probe matrix and the s3prl
+upstream read student checkpoints like any other encoder.
 """
 
 import glob
@@ -215,25 +214,3 @@ def export_student(exp_dir: str | Path, out: str | Path, model_file: str | Path 
     torch.save(ckpt, tmp)
     tmp.replace(out)
     return out
-
-
-def install_checkpoint_hook() -> None:
-    """Make ``espnet2_sonar.eval.checkpoints.load_encoder`` accept student checkpoints (idempotent).
-
-    In-process bridge for the frozen probe and the s3prl expert, both of which call
-    ``load_encoder`` through the module attribute at load time.
-    """
-    from espnet2_sonar.eval import checkpoints
-
-    if getattr(checkpoints.load_encoder, "_ssondo_hook", False):
-        return
-    original = checkpoints.load_encoder
-
-    def load_encoder(path, config=None):
-        if config is None and is_student_checkpoint(path):
-            return load_student(path)
-        return original(path, config)
-
-    load_encoder._ssondo_hook = True
-    load_encoder.__doc__ = original.__doc__
-    checkpoints.load_encoder = load_encoder

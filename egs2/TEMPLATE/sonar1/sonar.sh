@@ -9,6 +9,9 @@
 #   5. export: official BEATs encoder/tokenizer checkpoints + packed ESPnet model
 #   6. evaluation: frozen probes on every task for every stage checkpoint (probe_seeds)
 #   7. report: tables and plots in ${exp_dir}/report
+#   8. (optional) PACE: class-incremental learning on the base and last-stage encoders (stages/pace.sh)
+#   9. (optional) S-SONDO: distil the last SONAR encoder into small students (stages/ssondo.sh)
+# The default run stops after stage 7; --stop_stage 9 adds the sibling systems.
 # Stages 3-5 run per domain, in order. Every step is skipped when its output exists, so a
 # rerun after an interruption resumes (ESPnet training itself resumes with --resume true).
 set -euo pipefail
@@ -40,10 +43,14 @@ probe_seeds="0 1 2"
 probe_args=""           # extra args for espnet2_sonar.bin.probe_matrix
 probe_max_per_class=60  # probe on at most this many clips per class and split (0: all)
 valid_share=0.05        # share of each pool held out for validation losses
+pace_args=""            # extra args for stages/pace.sh (stage 8), e.g. --methods "naive analytic"
+ssondo_teacher=""       # stage 9 teacher (default: the last domain's SONAR encoder, else base)
+ssondo_args=""          # extra args for stages/ssondo.sh (stage 9), e.g. --students mobilenetv3
 
 help_message=$(cat <<EOF
 Usage: $0 [options]
-  --stage N / --stop_stage M   stages to run (1 data, 2 base, 3 sample, 4 train, 5 export, 6 eval, 7 report)
+  --stage N / --stop_stage M   stages to run (1 data, 2 base, 3 sample, 4 train, 5 export, 6 eval,
+                               7 report; optional: 8 PACE, 9 S-SONDO)
   --domains "music bio env"    new domains, in order (staged continual pre-training)
   --methods "sonar dcp"        continual methods to run
   --base_ckpt PATH             official BEATs checkpoint; skips base pre-training
@@ -54,6 +61,8 @@ Usage: $0 [options]
   --*_config YAML              override one config (see conf/)
   --train_args "..." --sample_args "..." --probe_args "..."
   --probe_tasks "..." --probe_seeds "0 1 2" --probe_max_per_class 60 --valid_share 0.05
+  --pace_args "..."            stage 8 options (see stages/pace.sh --help)
+  --ssondo_teacher CKPT --ssondo_args "..."   stage 9 teacher and options (stages/ssondo.sh --help)
 EOF
 )
 . ./path.sh
@@ -234,6 +243,34 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     python -m espnet2_sonar.bin.report --eval_dir "${exp_dir}/eval" --exp_dir "${exp_dir}" \
         --methods "${methods}" --domains "${domains}" --tasks "${probe_tasks}" --out_dir "${exp_dir}/report"
     log "report: ${exp_dir}/report/report.md"
+fi
+
+last_domain=${domains##* }
+
+# ---------------------------------------------------------------- 8. PACE (optional)
+if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+    log "Stage 8: PACE (class-incremental) -> ${exp_dir}/pace"
+    pace_ckpts="base:${base_dir}/encoder.pt"
+    for method in ${methods}; do
+        [ "${method}" = decar ] && continue
+        pace_ckpts+=" ${method}:${exp_dir}/${method}/${last_domain}/encoder.pt"
+    done
+    # shellcheck disable=SC2086
+    stages/pace.sh --exp_dir "${exp_dir}/pace" --data_dir "${data_dir}" --ckpts "${pace_ckpts}" \
+        --seeds "${probe_seeds}" ${pace_args}
+fi
+
+# ---------------------------------------------------------------- 9. S-SONDO (optional)
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+    if [ -z "${ssondo_teacher}" ]; then
+        ssondo_teacher=${base_dir}/encoder.pt
+        [[ " ${methods} " == *" sonar "* ]] && ssondo_teacher=${exp_dir}/sonar/${last_domain}/encoder.pt
+    fi
+    log "Stage 9: S-SONDO (teacher ${ssondo_teacher}) -> ${exp_dir}/ssondo"
+    # shellcheck disable=SC2086
+    stages/ssondo.sh --exp_dir "${exp_dir}/ssondo" --data_dir "${data_dir}" --teacher "${ssondo_teacher}" \
+        --seeds "${probe_seeds}" --tasks "${probe_tasks}" --config_dir "conf/${size}" --nj "${nj}" --ngpu "${ngpu}" \
+        ${ssondo_args}
 fi
 
 log "checkpoints (official BEATs format): ${base_dir}/encoder.pt$(for m in ${methods}; do for d in ${domains}; do printf ' %s' "${exp_dir}/${m}/${d}/encoder.pt"; done; done)"

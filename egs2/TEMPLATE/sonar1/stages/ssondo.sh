@@ -156,7 +156,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
                 [ -f "${res}" ] && continue
                 mkdir -p "$(dirname "${res}")"
                 # shellcheck disable=SC2086
-                ${decode_cmd} "${res%.json}.log" python -m espnet2_sonar.bin.ssondo_probe --ckpt "${ckpt}" \
+                ${decode_cmd} "${res%.json}.log" python -m espnet2_sonar.bin.probe --ckpt "${ckpt}" \
                     --train_dir "${data_dir}/tasks/${task}/train" --valid_dir "${data_dir}/tasks/${task}/valid" \
                     --test_dir "${data_dir}/tasks/${task}/test" --seed "${seed}" \
                     --cache_dir "${exp_dir}/eval/cache" --out "${res}" ${probe_args} >/dev/null
