@@ -225,3 +225,34 @@ def test_reference_encoders_are_reported_beside_the_matrix(tmp_path):
     assert results["references"]["random"]["langid"]["mean"] == pytest.approx(0.25)
     assert results["references"]["random"]["animal"]["per_seed"] == {"0": 0.05, "1": 0.15}
     assert "## Reference encoders" in (out / "report.md").read_text()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("floor_langid, learnt", [(0.30, True), (0.69, False)])
+def test_an_old_task_at_the_random_floor_makes_forgetting_unmeasurable(tmp_path, floor_langid, learnt):
+    """Base langid is 0.70 ± 0.14 over seeds; a floor within that noise means nothing was learnt to forget."""
+    from espnet2_sonar.eval.report import reference_results
+
+    acc = dict(ACC, random={0: [floor_langid, 0.3, 0.3], 1: [floor_langid, 0.3, 0.3]})
+    write_probes(tmp_path, acc)
+    probes = load_probe_results(tmp_path, spec())
+    refs = reference_results(tmp_path, spec(), ["random"], probes.seeds)
+    r = build_results(probes, spec(), references=refs)
+    check = r["old_task_floor"]["langid"]
+    assert check["learnt"] is learnt and check["base"] == pytest.approx(0.70) and check["floor"] == pytest.approx(floor_langid)
+    v = r["verdict"]
+    assert v["measurable"] is learnt and v["sonar_wins"] is learnt  # the numbers alone favour SONAR
+    md = report_markdown(r, {})
+    assert ("not measurable" in md) is (not learnt) and "random floor" in md
+    # without a floor the check is unknown and does not block the verdict
+    assert build_results(probes, spec())["verdict"]["measurable"] is True
+
+
+@pytest.mark.timeout(60)
+def test_a_forgetting_gap_inside_seed_noise_is_flagged():
+    def m(f, std, g):
+        return {"mean_forgetting_old": {"mean": f, "std": std}, "mean_gain": {"mean": g}}
+
+    assert verdict({"sonar": m(0.20, 0.10, 0.1), "dcp": m(0.25, 0.10, 0.1)})["forgetting_gap_within_noise"] is True
+    v = verdict({"sonar": m(0.05, 0.01, 0.1), "dcp": m(0.50, 0.02, 0.1)})
+    assert v["forgetting_gap_within_noise"] is False and "note" not in v

@@ -66,8 +66,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     )
     probes = load_probe_results(args.eval_dir, spec)
     codebook = load_codebook_stats(args.exp_dir, spec) if args.exp_dir else {}
-    results = build_results(probes, spec, codebook)
-    results["references"] = reference_results(args.eval_dir, spec, args.references.split(), probes.seeds)
+    references = reference_results(args.eval_dir, spec, args.references.split(), probes.seeds)
+    results = build_results(probes, spec, codebook, references)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots = write_plots(results, out)

@@ -249,32 +249,80 @@ def method_results(probes: ProbeResults, spec: ReportSpec, method: str) -> dict:
     }
 
 
-def verdict(methods: Dict[str, dict], share: float = GAIN_SHARE) -> dict:
-    """SONAR vs DCP: lower mean forgetting on old tasks, and at least ``share`` of DCP's gain."""
+FLOOR = "random"
+"""Reference encoder (``reference_results``) that old tasks' base accuracy must clear."""
+
+
+def old_task_floor(methods: Dict[str, dict], spec: ReportSpec, floor: Optional[dict]) -> Dict[str, dict]:
+    """Per old task: does the base model clear the random-init floor by more than seed noise?
+
+    ``learnt`` is True when mean(base) - mean(floor) > std(base) + std(floor), False when
+    not, None when the floor was not evaluated. Forgetting is only informative on a task the
+    base model has learnt: below the floor it measures features no better than random ones.
+    """
+    out = {}
+    if not methods:
+        return out
+    acc = next(iter(methods.values()))["accuracy"]  # stage 0 (base) is shared by all methods
+    for task in spec.old_tasks:
+        j = spec.tasks.index(task)
+        base_mean, base_std = acc["mean"][0][j], acc["std"][0][j]
+        entry = {"base": base_mean, "base_std": base_std, "floor": None, "floor_std": None, "learnt": None}
+        ref = (floor or {}).get(task)
+        if ref and ref.get("n"):
+            noise = (base_std if math.isfinite(base_std) else 0.0) + (ref["std"] if math.isfinite(ref["std"]) else 0.0)
+            entry |= {"floor": ref["mean"], "floor_std": ref["std"], "learnt": bool(base_mean - ref["mean"] > noise)}
+        out[task] = entry
+    return out
+
+
+def verdict(methods: Dict[str, dict], share: float = GAIN_SHARE, floor_check: Optional[Dict[str, dict]] = None) -> dict:
+    """SONAR vs DCP: lower mean forgetting on old tasks, and at least ``share`` of DCP's gain.
+
+    With ``floor_check`` (:func:`old_task_floor`), old tasks the base model has not learnt
+    make the forgetting criterion unmeasurable (``measurable`` False, no win); a forgetting
+    gap smaller than the two methods' seed std combined is flagged as noise.
+    """
     out = {"gain_share_required": share}
     absent = [m for m in ("sonar", "dcp") if m not in methods]
     if absent:
         return out | {"available": False, "reason": f"method(s) {absent} not in the report"}
-    s_f, d_f = methods["sonar"]["mean_forgetting_old"]["mean"], methods["dcp"]["mean_forgetting_old"]["mean"]
+    sf, df = methods["sonar"]["mean_forgetting_old"], methods["dcp"]["mean_forgetting_old"]
+    s_f, d_f = sf["mean"], df["mean"]
     s_g, d_g = methods["sonar"]["mean_gain"]["mean"], methods["dcp"]["mean_gain"]["mean"]
     out |= {"sonar_forgetting": s_f, "dcp_forgetting": d_f, "sonar_gain": s_g, "dcp_gain": d_g}
     finite = all(math.isfinite(v) for v in (s_f, d_f, s_g, d_g))
     if not finite:
         return out | {"available": False, "reason": "forgetting or gain is missing (NaN) for sonar or dcp"}
+    unlearnt = sorted(t for t, e in (floor_check or {}).items() if e["learnt"] is False)
+    noise = sum(x for x in (sf.get("std"), df.get("std")) if x is not None and math.isfinite(x))
     out |= {
         "available": True,
         "reason": None,
         "forgetting_lower": bool(s_f < d_f),
         "gain_ratio": s_g / d_g if d_g > 0 else None,
         "gain_ok": bool(s_g >= share * d_g),
+        "measurable": not unlearnt,
+        "old_tasks_not_learnt": unlearnt,
+        "forgetting_gap_within_noise": bool(abs(s_f - d_f) <= noise) if noise > 0 else None,
     }
-    out["sonar_wins"] = out["forgetting_lower"] and out["gain_ok"]
+    out["sonar_wins"] = out["measurable"] and out["forgetting_lower"] and out["gain_ok"]
+    notes = []
     if d_g <= 0:
-        out["note"] = "DCP's mean gain is not positive, so the gain criterion says little"
+        notes.append("DCP's mean gain is not positive, so the gain criterion says little")
+    if out["forgetting_gap_within_noise"]:
+        notes.append(f"the forgetting gap ({abs(s_f - d_f) * 100:.1f} pts of %) is within the seed std of the "
+                     f"two methods combined ({noise * 100:.1f}), so its sign is not significant")
+    if unlearnt:
+        notes.append(f"the base model does not clear the random-init floor on {', '.join(unlearnt)} by more "
+                     "than seed noise, so forgetting there is measured on features no better than random ones")
+    if notes:
+        out["note"] = "; ".join(notes)
     return out
 
 
-def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dict] = None) -> dict:
+def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dict] = None,
+                  references: Optional[dict] = None) -> dict:
     """Everything the report shows, JSON-ready.
 
     Keys: ``spec`` (methods, domains, tasks, task_domain, old_tasks, seeds); ``methods``:
@@ -283,10 +331,13 @@ def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dic
     ``backward_forgetting`` per task (mean, std, n, per_seed, stages), and the per-seed-first
     averages ``mean_gain``, ``mean_forgetting_old``, ``mean_backward_forgetting``;
     ``summary`` (per method mean gain and mean forgetting on old tasks); ``verdict``;
-    ``codebook`` (per method, per domain, per key: train means per epoch); ``missing``.
+    ``codebook`` (per method, per domain, per key: train means per epoch); ``missing``;
+    ``references`` (as given, e.g. :func:`reference_results`) and ``old_task_floor`` (base
+    vs the ``random`` reference per old task, which the verdict takes into account).
     Accuracies and forgetting are fractions, gains are absolute accuracy differences.
     """
     methods = {m: method_results(probes, spec, m) for m in spec.methods}
+    floor_check = old_task_floor(methods, spec, (references or {}).get(FLOOR))
     return {
         "spec": {
             "methods": list(spec.methods),
@@ -301,7 +352,9 @@ def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dic
             m: {k: {x: r[k][x] for x in ("mean", "std", "n")} for k in ("mean_gain", "mean_forgetting_old")}
             for m, r in methods.items()
         },
-        "verdict": verdict(methods),
+        "verdict": verdict(methods, floor_check=floor_check),
+        "old_task_floor": floor_check,
+        "references": references or {},
         "codebook": codebook or {},
         "missing": list(probes.missing),
     }

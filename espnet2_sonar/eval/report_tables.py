@@ -60,8 +60,14 @@ def verdict_text(v: dict) -> str:
     ]
     if v.get("note"):
         lines.append(f"- Note: {v['note']}.")
-    head = ("**Verdict: SONAR meets both criteria** (less forgetting than DCP while keeping most of its gain)."
-            if v["sonar_wins"] else "**Verdict: SONAR does not meet both criteria.**")
+    if v["sonar_wins"]:
+        head = "**Verdict: SONAR meets both criteria** (less forgetting than DCP while keeping most of its gain)."
+    elif v.get("measurable") is False:
+        head = ("**Verdict: not measurable on this run**: the base model has not learnt the old task(s) "
+                f"{', '.join(v['old_tasks_not_learnt'])} (it does not clear the random-init floor), so neither "
+                "method has anything there to forget.")
+    else:
+        head = "**Verdict: SONAR does not meet both criteria.**"
     return head + "\n\n" + "\n".join(lines) + "\n"
 
 
@@ -172,6 +178,14 @@ def report_markdown(results: dict, plots: Dict[str, str], eval_dir: Optional[str
         header = ["encoder"] + [_task_head(results, t) for t in spec["tasks"]]
         rows = [[f"**{name}**"] + [fmt(refs[name][t]) for t in spec["tasks"]] for name in refs]
         out.append(_table(header, rows))
+    floor = results.get("old_task_floor") or {}
+    checked = {t: e for t, e in floor.items() if e["learnt"] is not None}
+    if checked:
+        out.append("Did the base model learn the old tasks? Forgetting is informative only where it "
+                   "clears the random-init floor by more than the seed std of both:\n")
+        rows = [[t, fmt({"mean": e["base"], "std": e["base_std"]}), fmt({"mean": e["floor"], "std": e["floor_std"]}),
+                 "yes" if e["learnt"] else "**no**"] for t, e in checked.items()]
+        out.append(_table(["old task", "base (%)", "random floor (%)", "learnt"], rows))
     out.append("## Codebook\n")
     table = codebook_table(results)
     if table is None:
