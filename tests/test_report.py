@@ -225,6 +225,17 @@ def test_reference_encoders_are_reported_beside_the_matrix(tmp_path):
     assert results["references"]["random"]["langid"]["mean"] == pytest.approx(0.25)
     assert results["references"]["random"]["animal"]["per_seed"] == {"0": 0.05, "1": 0.15}
     assert "## Reference encoders" in (out / "report.md").read_text()
+    # notes (what was investigated) end both the report and the README section
+    notes = tmp_path / "findings.md"
+    notes.write_text("## Findings on valid data\n\nlambda_model 10 kept langid closer to base.\n")
+    args = ["--eval_dir", str(eval_dir), "--methods", "sonar dcp", "--domains", "music bio",
+            "--tasks", "langid instrument animal", "--out_dir", str(out),
+            "--task_domain", "langid=speech,instrument=music,animal=bio"]
+    main(args + ["--notes", str(notes)])
+    for name in ("report.md", "README_section.md"):
+        assert (out / name).read_text().endswith("lambda_model 10 kept langid closer to base.\n")
+    with pytest.raises(FileNotFoundError, match="nowhere.md"):
+        main(args + ["--notes", str(tmp_path / "nowhere.md")])
 
 
 @pytest.mark.timeout(60)

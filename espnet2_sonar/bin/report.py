@@ -43,6 +43,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_dir", required=True)
     p.add_argument("--references", default="random decar/prior",
                    help="encoders under eval_dir shown beside the matrix (absent ones are skipped)")
+    p.add_argument("--notes", default=None,
+                   help="markdown file appended to report.md and README_section.md (e.g. what was "
+                        "investigated on valid data); a missing file is an error")
     p.add_argument("--readme_report_path", default=None,
                    help="report path quoted in README_section.md (default: the debian_sounds recipe's)")
     return p
@@ -73,9 +76,14 @@ def main(argv: Optional[List[str]] = None) -> dict:
     plots = write_plots(results, out)
     (out / "results.json").write_text(to_json(results))
     (out / "results.csv").write_text(results_csv(results))
-    (out / "report.md").write_text(report_markdown(results, plots, eval_dir=args.eval_dir))
+    notes = ""
+    if args.notes:
+        if not Path(args.notes).is_file():
+            raise FileNotFoundError(f"--notes {args.notes}: no such file")
+        notes = "\n" + Path(args.notes).read_text().strip() + "\n"
+    (out / "report.md").write_text(report_markdown(results, plots, eval_dir=args.eval_dir) + notes)
     (out / "README_section.md").write_text(
-        readme_section(results, args.readme_report_path or DEFAULT_REPORT_PATH))
+        readme_section(results, args.readme_report_path or DEFAULT_REPORT_PATH) + notes)
     if probes.missing:
         logging.warning("%d probe result(s) missing; listed in %s", len(probes.missing), out / "report.md")
     logging.info("report: %s", out / "report.md")

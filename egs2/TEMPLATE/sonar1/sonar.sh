@@ -43,6 +43,7 @@ probe_seeds="0 1 2"
 probe_args=""           # extra args for espnet2_sonar.bin.probe_matrix
 probe_max_per_class=60  # probe on at most this many clips per class and split (0: all)
 valid_share=0.05        # share of each pool held out for validation losses
+report_notes=local/findings.md  # markdown appended to the stage-7 report when it exists
 pace_args=""            # extra args for stages/pace.sh (stage 8), e.g. --methods "naive analytic"
 ssondo_teacher=""       # stage 9 teacher (default: the last domain's SONAR encoder, else base)
 ssondo_args=""          # extra args for stages/ssondo.sh (stage 9), e.g. --students mobilenetv3
@@ -61,6 +62,7 @@ Usage: $0 [options]
   --*_config YAML              override one config (see conf/)
   --train_args "..." --sample_args "..." --probe_args "..."
   --probe_tasks "..." --probe_seeds "0 1 2" --probe_max_per_class 60 --valid_share 0.05
+  --report_notes FILE          markdown appended to the report (default local/findings.md, if present)
   --pace_args "..."            stage 8 options (see stages/pace.sh --help)
   --ssondo_teacher CKPT --ssondo_args "..."   stage 9 teacher and options (stages/ssondo.sh --help)
 EOF
@@ -240,8 +242,11 @@ fi
 # ---------------------------------------------------------------- 7. report
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     log "Stage 7: report -> ${exp_dir}/report"
+    notes_args=()
+    [ -n "${report_notes}" ] && [ -f "${report_notes}" ] && notes_args=(--notes "${report_notes}")
     python -m espnet2_sonar.bin.report --eval_dir "${exp_dir}/eval" --exp_dir "${exp_dir}" \
-        --methods "${methods}" --domains "${domains}" --tasks "${probe_tasks}" --out_dir "${exp_dir}/report"
+        --methods "${methods}" --domains "${domains}" --tasks "${probe_tasks}" --out_dir "${exp_dir}/report" \
+        "${notes_args[@]}"
     log "report: ${exp_dir}/report/report.md"
 fi
 
