@@ -267,3 +267,30 @@ def test_a_forgetting_gap_inside_seed_noise_is_flagged():
     assert verdict({"sonar": m(0.20, 0.10, 0.1), "dcp": m(0.25, 0.10, 0.1)})["forgetting_gap_within_noise"] is True
     v = verdict({"sonar": m(0.05, 0.01, 0.1), "dcp": m(0.50, 0.02, 0.1)})
     assert v["forgetting_gap_within_noise"] is False and "note" not in v
+
+
+@pytest.mark.timeout(60)
+def test_drift_is_tabulated_and_compared(tmp_path):
+    from espnet2_sonar.bin.report import main
+
+    eval_dir, out = tmp_path / "eval", tmp_path / "report"
+    write_probes(eval_dir)
+    drift = {name: {"prior": {"per_layer": [0.0, v], "last": v, "mean": v / 2}}
+             for name, v in {"sonar/music": 0.02, "sonar/bio": 0.05, "dcp/music": 0.10, "dcp/bio": 0.20,
+                             "random": 0.9}.items()}
+    (eval_dir / "drift.json").write_text(json.dumps({"drift": drift}))
+    results = main(["--eval_dir", str(eval_dir), "--methods", "sonar dcp", "--domains", "music bio",
+                    "--tasks", "langid instrument animal", "--out_dir", str(out),
+                    "--task_domain", "langid=speech,instrument=music,animal=bio"])
+    assert results["drift"]["sonar"] == {"prior": [0.02, 0.05]} and results["drift"]["random"] == {"prior": [0.9]}
+    assert results["verdict"]["drift"] == {"audio": "prior", "sonar": 0.05, "dcp": 0.20, "sonar_lower": True}
+    md = (out / "report.md").read_text()
+    assert "## Representation drift" in md and "| **dcp** | prior | 0.1000 | 0.2000 |" in md
+    assert "SONAR drifts less: **yes**" in md
+    # a drift file with a stage missing for a method leaves that method out, and the comparison with it
+    del drift["dcp/bio"]
+    (eval_dir / "drift.json").write_text(json.dumps({"drift": drift}))
+    results = main(["--eval_dir", str(eval_dir), "--methods", "sonar dcp", "--domains", "music bio",
+                    "--tasks", "langid instrument animal", "--out_dir", str(out),
+                    "--task_domain", "langid=speech,instrument=music,animal=bio"])
+    assert "dcp" not in results["drift"] and results["verdict"]["drift"] is None

@@ -25,16 +25,6 @@ from pathlib import Path
 from typing import List, Optional
 
 
-def _pairs(spec: str) -> List[tuple]:
-    out = []
-    for item in spec.split():
-        if "=" not in item:
-            raise ValueError(f"--ckpts entries are NAME=PATH, got {item!r}")
-        name, path = item.split("=", 1)
-        out.append((name, path))
-    return out
-
-
 def capped_dir(src: Path, dst: Path, max_per_class: int) -> Path:
     """``src`` (wav.scp + utt2label) with at most ``max_per_class`` utterances per label.
 
@@ -66,6 +56,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from tqdm import tqdm
 
     from espnet2_sonar.eval.probe import ProbeConfig, run_probe
+    from espnet2_sonar.utils.cli import name_path_pairs
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpts", required=True, help='"NAME=PATH ..." (NAME may contain "/")')
@@ -81,7 +72,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     out_dir = Path(args.out_dir)
     cache_dir = Path(args.cache_dir) if args.cache_dir else out_dir / "cache"
     jobs = []
-    for name, ckpt in _pairs(args.ckpts):
+    for name, ckpt in name_path_pairs(args.ckpts, "--ckpts").items():
         for task in args.tasks.split():
             for seed in (int(s) for s in args.seeds.split()):
                 res = out_dir / name / task / f"seed{seed}.json"

@@ -53,7 +53,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> dict:
     from espnet2_sonar.eval.plots import write_plots
-    from espnet2_sonar.eval.report import (ReportSpec, build_results, load_codebook_stats,
+    from espnet2_sonar.eval.report import (ReportSpec, build_results, load_codebook_stats, load_drift,
                                            load_probe_results, reference_results, to_json)
     from espnet2_sonar.eval.report_tables import (DEFAULT_REPORT_PATH, readme_section, report_markdown,
                                                   results_csv)
@@ -70,7 +70,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     probes = load_probe_results(args.eval_dir, spec)
     codebook = load_codebook_stats(args.exp_dir, spec) if args.exp_dir else {}
     references = reference_results(args.eval_dir, spec, args.references.split(), probes.seeds)
-    results = build_results(probes, spec, codebook, references)
+    results = build_results(probes, spec, codebook, references, load_drift(args.eval_dir, spec))
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots = write_plots(results, out)

@@ -321,8 +321,42 @@ def verdict(methods: Dict[str, dict], share: float = GAIN_SHARE, floor_check: Op
     return out
 
 
+def load_drift(eval_dir, spec: ReportSpec) -> dict:
+    """Representation drift from ``<eval_dir>/drift.json`` (``bin.drift``), per method and audio set:
+    the last layer's drift after each stage (index 0 = stage 1); ``{}`` when the file is absent."""
+    path = Path(eval_dir) / "drift.json"
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text())["drift"]
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"{path}: not a drift result ({e})") from e
+    out = {}
+    for method in spec.methods:
+        per_set: Dict[str, List[float]] = {}
+        for domain in spec.domains:
+            for set_name, d in raw.get(f"{method}/{domain}", {}).items():
+                per_set.setdefault(set_name, []).append(d["last"])
+        if per_set and all(len(v) == len(spec.domains) for v in per_set.values()):
+            out[method] = per_set
+    if "random" in raw:
+        out["random"] = {k: [d["last"]] for k, d in raw["random"].items()}
+    return out
+
+
+def drift_verdict(drift_by_method: dict) -> Optional[dict]:
+    """SONAR vs DCP drift after the last stage on the first audio set (supplementary to the verdict)."""
+    if "sonar" not in drift_by_method or "dcp" not in drift_by_method:
+        return None
+    set_name = next(iter(drift_by_method["sonar"]))
+    if set_name not in drift_by_method["dcp"]:
+        return None
+    s, d = drift_by_method["sonar"][set_name][-1], drift_by_method["dcp"][set_name][-1]
+    return {"audio": set_name, "sonar": s, "dcp": d, "sonar_lower": bool(s < d)}
+
+
 def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dict] = None,
-                  references: Optional[dict] = None) -> dict:
+                  references: Optional[dict] = None, drift: Optional[dict] = None) -> dict:
     """Everything the report shows, JSON-ready.
 
     Keys: ``spec`` (methods, domains, tasks, task_domain, old_tasks, seeds); ``methods``:
@@ -333,11 +367,14 @@ def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dic
     ``summary`` (per method mean gain and mean forgetting on old tasks); ``verdict``;
     ``codebook`` (per method, per domain, per key: train means per epoch); ``missing``;
     ``references`` (as given, e.g. :func:`reference_results`) and ``old_task_floor`` (base
-    vs the ``random`` reference per old task, which the verdict takes into account).
+    vs the ``random`` reference per old task, which the verdict takes into account);
+    ``drift`` (as given, :func:`load_drift`) and ``verdict["drift"]`` (:func:`drift_verdict`).
     Accuracies and forgetting are fractions, gains are absolute accuracy differences.
     """
     methods = {m: method_results(probes, spec, m) for m in spec.methods}
     floor_check = old_task_floor(methods, spec, (references or {}).get(FLOOR))
+    decision = verdict(methods, floor_check=floor_check)
+    decision["drift"] = drift_verdict(drift or {})
     return {
         "spec": {
             "methods": list(spec.methods),
@@ -352,8 +389,9 @@ def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dic
             m: {k: {x: r[k][x] for x in ("mean", "std", "n")} for k in ("mean_gain", "mean_forgetting_old")}
             for m, r in methods.items()
         },
-        "verdict": verdict(methods, floor_check=floor_check),
+        "verdict": decision,
         "old_task_floor": floor_check,
+        "drift": drift or {},
         "references": references or {},
         "codebook": codebook or {},
         "missing": list(probes.missing),

@@ -58,6 +58,11 @@ def verdict_text(v: dict) -> str:
         f"- Adaptation gain: SONAR {v['sonar_gain'] * 100:+.1f} pts vs DCP {v['dcp_gain'] * 100:+.1f} pts"
         f"{ratio} -> at least {share * 100:.0f}% of DCP's gain: **{'yes' if v['gain_ok'] else 'no'}**.",
     ]
+    dv = v.get("drift")
+    if dv:
+        lines.append(f"- Supplementary, label-free: representation drift from the base on `{dv['audio']}` audio "
+                     f"after the last stage (last layer, 1 − cos): SONAR {dv['sonar']:.3f} vs DCP {dv['dcp']:.3f} "
+                     f"-> SONAR drifts less: **{'yes' if dv['sonar_lower'] else 'no'}**.")
     if v.get("note"):
         lines.append(f"- Note: {v['note']}.")
     if v["sonar_wins"]:
@@ -186,6 +191,20 @@ def report_markdown(results: dict, plots: Dict[str, str], eval_dir: Optional[str
         rows = [[t, fmt({"mean": e["base"], "std": e["base_std"]}), fmt({"mean": e["floor"], "std": e["floor_std"]}),
                  "yes" if e["learnt"] else "**no**"] for t, e in checked.items()]
         out.append(_table(["old task", "base (%)", "random floor (%)", "learnt"], rows))
+    drift = {m: d for m, d in (results.get("drift") or {}).items() if m != "random"}
+    if drift:
+        out.append("## Representation drift from the base model (old-domain audio)\n")
+        out.append("Mean over clips of 1 − cos(h, h_base) of the last layer's hidden states on the same "
+                   "clips (`espnet2_sonar.bin.drift`): 0 = the base model's features, a random-init "
+                   "encoder sits near 1. Label-free: it shows what the distillation keeps even where "
+                   "the probes cannot resolve forgetting.\n")
+        sets = sorted({k for d in drift.values() for k in d})
+        header = ["method", "audio"] + [f"{k} +{d}" for k, d in enumerate(spec["domains"], start=1)]
+        rows = [[f"**{m}**", a] + [f"{x:.4f}" for x in drift[m][a]] for m in drift for a in sets if a in drift[m]]
+        rand = (results.get("drift") or {}).get("random")
+        if rand:
+            rows += [["random init", a, f"{rand[a][0]:.4f}"] + [""] * (len(spec["domains"]) - 1) for a in sets if a in rand]
+        out.append(_table(header, rows))
     out.append("## Codebook\n")
     table = codebook_table(results)
     if table is None:

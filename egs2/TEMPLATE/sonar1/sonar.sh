@@ -237,6 +237,25 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     ${decode_cmd} "${exp_dir}/eval/probe.log" python -m espnet2_sonar.bin.probe_matrix \
         --ckpts "${ckpts}" --task_dir "${task_dir}" --tasks "${probe_tasks}" --seeds "${probe_seeds}" \
         --out_dir "${exp_dir}/eval" --max_per_class "${probe_max_per_class}" ${probe_args}
+    # label-free view of forgetting: how far each SONAR/DCP stage moved from the base model's
+    # features on held-out prior-pool audio (the old domain)
+    drift_ckpts="random=${exp_dir}/random/encoder.pt"; drift_files=("${exp_dir}/random/encoder.pt")
+    for method in ${methods}; do
+        [ "${method}" = decar ] && continue  # DECAR may change the architecture (EfficientNet)
+        for domain in ${domains}; do
+            drift_ckpts+=" ${method}/${domain}=${exp_dir}/${method}/${domain}/encoder.pt"
+            drift_files+=("${exp_dir}/${method}/${domain}/encoder.pt")
+        done
+    done
+    stale=true  # (re)compute unless drift.json is newer than every checkpoint it covers
+    if [ -f "${exp_dir}/eval/drift.json" ]; then
+        stale=false
+        for f in "${drift_files[@]}"; do if [ "$f" -nt "${exp_dir}/eval/drift.json" ]; then stale=true; fi; done
+    fi
+    if ${stale}; then
+        ${decode_cmd} "${exp_dir}/eval/drift.log" python -m espnet2_sonar.bin.drift --base "${base_dir}/encoder.pt" \
+            --ckpts "${drift_ckpts}" --audio "prior=${base_dir}/lists/valid/wav.scp" --out "${exp_dir}/eval/drift.json"
+    fi
 fi
 
 # ---------------------------------------------------------------- 7. report
