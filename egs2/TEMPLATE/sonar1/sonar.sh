@@ -41,7 +41,7 @@ train_args=""           # extra args for every training run
 probe_tasks="langid instrument animal foley"
 probe_seeds="0 1 2"
 probe_args=""           # extra args for espnet2_sonar.bin.probe_matrix
-probe_max_per_class=60  # probe on at most this many clips per class and split (0: all)
+probe_max_per_class=200 # probe on at most this many clips per class and split (0: all)
 valid_share=0.05        # share of each pool held out for validation losses
 report_notes=local/findings.md  # markdown appended to the stage-7 report when it exists
 pace_args=""            # extra args for stages/pace.sh (stage 8), e.g. --methods "naive analytic"
@@ -61,7 +61,7 @@ Usage: $0 [options]
   --size tiny|base             config set under conf/ (tiny: CPU; base: GPUs)
   --*_config YAML              override one config (see conf/)
   --train_args "..." --sample_args "..." --probe_args "..."
-  --probe_tasks "..." --probe_seeds "0 1 2" --probe_max_per_class 60 --valid_share 0.05
+  --probe_tasks "..." --probe_seeds "0 1 2" --probe_max_per_class 200 --valid_share 0.05
   --report_notes FILE          markdown appended to the report (default local/findings.md, if present)
   --pace_args "..."            stage 8 options (see stages/pace.sh --help)
   --ssondo_teacher CKPT --ssondo_args "..."   stage 9 teacher and options (stages/ssondo.sh --help)
