@@ -29,7 +29,7 @@ ngpu=0                  # GPUs for training (0: CPU)
 data_dir=data           # corpus output
 exp_dir=exp             # experiments
 subset=full             # corpus subset: full | tiny
-size=tiny               # config set: conf/tiny (CPU) or conf/base (GPUs, official BEATs size)
+size=tiny               # config set: conf/tiny (CPU), conf/small (CPU, ~10M: the S-SONDO teacher) or conf/base (GPUs, official BEATs size)
 pretrain_iter1_config=""   # MAM with random-projection tokens   (default conf/${size}/pretrain_iter1.yaml)
 tokenizer_config=""        # tokenizer distillation              (default conf/${size}/tokenizer.yaml)
 pretrain_iter2_config=""   # MAM with the distilled tokenizer    (default conf/${size}/pretrain_iter2.yaml)
@@ -58,7 +58,7 @@ Usage: $0 [options]
   --base_tokenizer PATH        official BEATs tokenizer checkpoint
   --nj N --ngpu N              parallel jobs / GPUs
   --data_dir DIR --exp_dir DIR --subset full|tiny
-  --size tiny|base             config set under conf/ (tiny: CPU; base: GPUs)
+  --size tiny|small|base       config set under conf/ (tiny: CPU; small: CPU, ~10M teacher; base: GPUs)
   --*_config YAML              override one config (see conf/)
   --train_args "..." --sample_args "..." --probe_args "..."
   --probe_tasks "..." --probe_seeds "0 1 2" --probe_max_per_class 200 --valid_share 0.05
