@@ -248,3 +248,31 @@ def test_load_encoder_dispatches_on_kind_and_names_unknown_kinds(tmp_path):
     torch.save({"kind": "mystery", "model": {}}, tmp_path / "odd.pt")
     with pytest.raises(ValueError, match=r"odd\.pt: unknown checkpoint kind 'mystery'"):
         load_encoder(tmp_path / "odd.pt")
+
+
+@pytest.mark.timeout(300)
+def test_probe_matrix_caps_per_class_and_reprobes_when_the_cap_changes(setup, tmp_path):
+    """Results are reused only when they were probed on the same clips (same per-class cap)."""
+    from espnet2_sonar.bin import probe_matrix
+
+    tasks = tmp_path / "tasks"
+    (tasks / "tones").mkdir(parents=True)
+    (tasks / "tones" / "train").symlink_to(setup["train"])
+    (tasks / "tones" / "test").symlink_to(setup["test"])
+    out = tmp_path / "eval"
+
+    def run(cap):
+        probe_matrix.main(["--ckpts", f"m={setup['ckpt']}", "--task_dir", str(tasks), "--tasks", "tones",
+                           "--seeds", "0", "--out_dir", str(out), "--max_per_class", str(cap),
+                           "--cache_dir", str(setup["cache"])])
+        res = out / "m" / "tones" / "seed0.json"
+        return json.loads(res.read_text()), res.stat().st_mtime_ns
+
+    r4, t4 = run(4)
+    assert r4["n_test"] == 4 * len(CLASSES) and r4["max_per_class"] == 4
+    assert run(4)[1] == t4  # same cap: reused, not probed again
+    r6, _ = run(6)
+    assert r6["n_test"] == 6 * len(CLASSES) and r6["max_per_class"] == 6
+    sub4 = (out / "subsets" / "max4" / "tones" / "test" / "utt2label").read_text().splitlines()
+    sub6 = (out / "subsets" / "max6" / "tones" / "test" / "utt2label").read_text().splitlines()
+    assert len(sub4) == 12 and set(sub4) <= set(sub6)  # hash ranking: a larger cap keeps the smaller subset

@@ -294,3 +294,19 @@ def test_drift_is_tabulated_and_compared(tmp_path):
                     "--tasks", "langid instrument animal", "--out_dir", str(out),
                     "--task_domain", "langid=speech,instrument=music,animal=bio"])
     assert "dcp" not in results["drift"] and results["verdict"]["drift"] is None
+
+
+@pytest.mark.timeout(60)
+def test_a_base_model_below_chance_on_an_old_task_is_a_caveat(tmp_path):
+    """Chance = majority-class share of the test set, read from the probe results' per-class counts."""
+    write_probes(tmp_path)
+    for path in tmp_path.glob("*/langid/seed*.json"):
+        data = json.loads(path.read_text())
+        data["per_class"] = {"a": {"n_test": 8}, "b": {"n_test": 2}}  # chance 0.8 > base 0.70
+        path.write_text(json.dumps(data))
+    r = build_results(load_probe_results(tmp_path, spec()), spec())
+    check = r["old_task_floor"]["langid"]
+    assert check["chance"] == pytest.approx(0.8) and check["above_chance"] is False
+    v = r["verdict"]
+    assert v["sonar_wins"] and v["old_tasks_below_chance"] == ["langid"] and "below chance" in v["note"]
+    assert "meets both criteria in the numbers" in report_markdown(r, {})

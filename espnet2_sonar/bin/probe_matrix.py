@@ -52,6 +52,14 @@ def capped_dir(src: Path, dst: Path, max_per_class: int) -> Path:
     return dst
 
 
+def _cap_of(result_file: Path) -> Optional[int]:
+    """The ``max_per_class`` an existing result was probed with (None if unreadable)."""
+    try:
+        return int(json.loads(result_file.read_text()).get("max_per_class", 0))
+    except (ValueError, TypeError, OSError):
+        return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from tqdm import tqdm
 
@@ -76,7 +84,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for task in args.tasks.split():
             for seed in (int(s) for s in args.seeds.split()):
                 res = out_dir / name / task / f"seed{seed}.json"
-                if not res.exists():
+                if not res.exists() or _cap_of(res) != args.max_per_class:  # absent, or probed on other clips
                     jobs.append((name, ckpt, task, seed, res))
     for name, ckpt, task, seed, res in tqdm(jobs, desc="probes", unit="probe"):
         dirs = {}
@@ -84,7 +92,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             src = Path(args.task_dir) / task / split
             if not (src / "wav.scp").exists():
                 continue
-            dirs[split] = capped_dir(src, out_dir / "subsets" / task / split, args.max_per_class) \
+            dirs[split] = capped_dir(src, out_dir / "subsets" / f"max{args.max_per_class}" / task / split,
+                                     args.max_per_class) \
                 if args.max_per_class > 0 else src
         result = run_probe(
             ckpt=ckpt,

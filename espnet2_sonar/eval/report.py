@@ -83,6 +83,8 @@ class ReportSpec:
 class ProbeScore:
     accuracy: float
     macro_f1: float
+    chance: float = math.nan
+    """Majority-class share of the test set (from the result's ``per_class`` counts), NaN if absent."""
 
 
 @dataclass
@@ -139,7 +141,11 @@ def _read_probe(path: Path, seed: int) -> ProbeScore:
         raise ValueError(f"{path}: probe result without an 'accuracy' field")
     if "seed" in data and int(data["seed"]) != seed:
         raise ValueError(f"{path}: file name says seed {seed} but the result says seed {data['seed']}")
-    return ProbeScore(float(data["accuracy"]), float(data.get("macro_f1", math.nan)))
+    chance = math.nan
+    counts = [c.get("n_test") for c in (data.get("per_class") or {}).values() if isinstance(c, dict)]
+    if counts and all(isinstance(n, int) for n in counts) and sum(counts) > 0:
+        chance = max(counts) / sum(counts)
+    return ProbeScore(float(data["accuracy"]), float(data.get("macro_f1", math.nan)), chance)
 
 
 def reference_results(eval_dir, spec: ReportSpec, names: Sequence[str], seeds: Sequence[int]) -> dict:
@@ -253,12 +259,25 @@ FLOOR = "random"
 """Reference encoder (``reference_results``) that old tasks' base accuracy must clear."""
 
 
-def old_task_floor(methods: Dict[str, dict], spec: ReportSpec, floor: Optional[dict]) -> Dict[str, dict]:
+def task_chance(probes: ProbeResults, spec: ReportSpec) -> Dict[str, float]:
+    """Majority-class share of each task's test set, as recorded in its probe results (NaN if none)."""
+    out = {}
+    for task in spec.tasks:
+        values = [score.chance for (_, t, _), score in probes.scores.items() if t == task and math.isfinite(score.chance)]
+        out[task] = max(values) if values else math.nan
+    return out
+
+
+def old_task_floor(methods: Dict[str, dict], spec: ReportSpec, floor: Optional[dict],
+                   chance: Optional[Dict[str, float]] = None) -> Dict[str, dict]:
     """Per old task: does the base model clear the random-init floor by more than seed noise?
 
     ``learnt`` is True when mean(base) - mean(floor) > std(base) + std(floor), False when
     not, None when the floor was not evaluated. Forgetting is only informative on a task the
     base model has learnt: below the floor it measures features no better than random ones.
+    ``above_chance`` compares the base accuracy with the majority-class share of the test set
+    (None if unknown): a base model below chance has learnt features that do not transfer to
+    the test sources, and its forgetting is then a change in a below-chance score.
     """
     out = {}
     if not methods:
@@ -267,11 +286,15 @@ def old_task_floor(methods: Dict[str, dict], spec: ReportSpec, floor: Optional[d
     for task in spec.old_tasks:
         j = spec.tasks.index(task)
         base_mean, base_std = acc["mean"][0][j], acc["std"][0][j]
-        entry = {"base": base_mean, "base_std": base_std, "floor": None, "floor_std": None, "learnt": None}
+        entry = {"base": base_mean, "base_std": base_std, "floor": None, "floor_std": None, "learnt": None,
+                 "chance": None, "above_chance": None}
         ref = (floor or {}).get(task)
         if ref and ref.get("n"):
             noise = (base_std if math.isfinite(base_std) else 0.0) + (ref["std"] if math.isfinite(ref["std"]) else 0.0)
             entry |= {"floor": ref["mean"], "floor_std": ref["std"], "learnt": bool(base_mean - ref["mean"] > noise)}
+        c = (chance or {}).get(task, math.nan)
+        if math.isfinite(c):
+            entry |= {"chance": c, "above_chance": bool(base_mean > c)}
         out[task] = entry
     return out
 
@@ -295,6 +318,7 @@ def verdict(methods: Dict[str, dict], share: float = GAIN_SHARE, floor_check: Op
     if not finite:
         return out | {"available": False, "reason": "forgetting or gain is missing (NaN) for sonar or dcp"}
     unlearnt = sorted(t for t, e in (floor_check or {}).items() if e["learnt"] is False)
+    below_chance = sorted(t for t, e in (floor_check or {}).items() if e.get("above_chance") is False)
     noise = sum(x for x in (sf.get("std"), df.get("std")) if x is not None and math.isfinite(x))
     out |= {
         "available": True,
@@ -304,6 +328,7 @@ def verdict(methods: Dict[str, dict], share: float = GAIN_SHARE, floor_check: Op
         "gain_ok": bool(s_g >= share * d_g),
         "measurable": not unlearnt,
         "old_tasks_not_learnt": unlearnt,
+        "old_tasks_below_chance": below_chance,
         "forgetting_gap_within_noise": bool(abs(s_f - d_f) <= noise) if noise > 0 else None,
     }
     out["sonar_wins"] = out["measurable"] and out["forgetting_lower"] and out["gain_ok"]
@@ -316,6 +341,10 @@ def verdict(methods: Dict[str, dict], share: float = GAIN_SHARE, floor_check: Op
     if unlearnt:
         notes.append(f"the base model does not clear the random-init floor on {', '.join(unlearnt)} by more "
                      "than seed noise, so forgetting there is measured on features no better than random ones")
+    if below_chance:
+        notes.append(f"the base model is below chance (the majority-class share of the test set) on "
+                     f"{', '.join(below_chance)}: its features there do not transfer to the test sources, so "
+                     "forgetting is a change in a below-chance score; read it with the representation drift")
     if notes:
         out["note"] = "; ".join(notes)
     return out
@@ -372,7 +401,7 @@ def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dic
     Accuracies and forgetting are fractions, gains are absolute accuracy differences.
     """
     methods = {m: method_results(probes, spec, m) for m in spec.methods}
-    floor_check = old_task_floor(methods, spec, (references or {}).get(FLOOR))
+    floor_check = old_task_floor(methods, spec, (references or {}).get(FLOOR), task_chance(probes, spec))
     decision = verdict(methods, floor_check=floor_check)
     decision["drift"] = drift_verdict(drift or {})
     return {

@@ -65,7 +65,10 @@ def verdict_text(v: dict) -> str:
                      f"-> SONAR drifts less: **{'yes' if dv['sonar_lower'] else 'no'}**.")
     if v.get("note"):
         lines.append(f"- Note: {v['note']}.")
-    if v["sonar_wins"]:
+    if v["sonar_wins"] and v.get("old_tasks_below_chance"):
+        head = ("**Verdict: SONAR meets both criteria in the numbers**, with a caveat: the base model is below "
+                f"chance on {', '.join(v['old_tasks_below_chance'])} (see the note).")
+    elif v["sonar_wins"]:
         head = "**Verdict: SONAR meets both criteria** (less forgetting than DCP while keeping most of its gain)."
     elif v.get("measurable") is False:
         head = ("**Verdict: not measurable on this run**: the base model has not learnt the old task(s) "
@@ -189,8 +192,12 @@ def report_markdown(results: dict, plots: Dict[str, str], eval_dir: Optional[str
         out.append("Did the base model learn the old tasks? Forgetting is informative only where it "
                    "clears the random-init floor by more than the seed std of both:\n")
         rows = [[t, fmt({"mean": e["base"], "std": e["base_std"]}), fmt({"mean": e["floor"], "std": e["floor_std"]}),
-                 "yes" if e["learnt"] else "**no**"] for t, e in checked.items()]
-        out.append(_table(["old task", "base (%)", "random floor (%)", "learnt"], rows))
+                 "yes" if e["learnt"] else "**no**",
+                 "—" if e.get("chance") is None else f"{e['chance'] * 100:.1f}",
+                 "—" if e.get("above_chance") is None else ("yes" if e["above_chance"] else "**no**")]
+                for t, e in checked.items()]
+        out.append(_table(["old task", "base (%)", "random floor (%)", "clears the floor", "chance (%)",
+                           "base above chance"], rows))
     drift = {m: d for m, d in (results.get("drift") or {}).items() if m != "random"}
     if drift:
         out.append("## Representation drift from the base model (old-domain audio)\n")
