@@ -40,7 +40,8 @@ nj=2
 ngpu=0
 extract_args=""                             # extra args for espnet2_sonar.bin.ssondo_extract
 train_args=""                               # extra args for every student training
-probe_args=""                               # extra args for the probe
+probe_max_per_class=200                     # probe on at most this many clips per class and split (0: all)
+probe_args=""                               # extra args for espnet2_sonar.bin.probe_matrix
 
 help_message=$(cat <<EOF
 Usage: $0 --exp_dir DIR --data_dir DIR --teacher CKPT [options]
@@ -49,6 +50,7 @@ Usage: $0 --exp_dir DIR --data_dir DIR --teacher CKPT [options]
   --samplings "bds random"   --bds_k 50 --bds_seed 0
   --pools "..." --tasks "..." --config_dir conf/tiny --crop_seconds 4.0 --teacher_layer -1
   --stage N --stop_stage M   1 lists, 2 teacher cache + BDS, 3 train, 4 probe, 5 report
+  --probe_max_per_class 200  as the recipe's stage 6
   --extract_args/--train_args/--probe_args "..."   --nj N --ngpu N
 EOF
 )
@@ -146,23 +148,13 @@ fi
 # ---------------------------------------------------------------- 4. probes
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     log "Stage 4: frozen probes -> ${exp_dir}/eval"
-    entries=("teacher:${teacher}")
-    for name in "${models[@]}"; do entries+=("${name}:${exp_dir}/students/${name}/student.pt"); done
-    for entry in "${entries[@]}"; do
-        name=${entry%%:*}; ckpt=${entry#*:}
-        for task in ${tasks}; do
-            for seed in ${seeds}; do
-                res="${exp_dir}/eval/${name}/${task}/seed${seed}.json"
-                [ -f "${res}" ] && continue
-                mkdir -p "$(dirname "${res}")"
-                # shellcheck disable=SC2086
-                ${decode_cmd} "${res%.json}.log" python -m espnet2_sonar.bin.probe --ckpt "${ckpt}" \
-                    --train_dir "${data_dir}/tasks/${task}/train" --valid_dir "${data_dir}/tasks/${task}/valid" \
-                    --test_dir "${data_dir}/tasks/${task}/test" --seed "${seed}" \
-                    --cache_dir "${exp_dir}/eval/cache" --out "${res}" ${probe_args} >/dev/null
-            done
-        done
-    done
+    ckpts="teacher=${teacher}"
+    for name in "${models[@]}"; do ckpts+=" ${name}=${exp_dir}/students/${name}/student.pt"; done
+    # one process for every probe (embeddings cached per checkpoint); existing results are kept
+    # shellcheck disable=SC2086
+    ${decode_cmd} "${exp_dir}/eval/probe.log" python -m espnet2_sonar.bin.probe_matrix \
+        --ckpts "${ckpts}" --task_dir "${data_dir}/tasks" --tasks "${tasks}" --seeds "${seeds}" \
+        --out_dir "${exp_dir}/eval" --max_per_class "${probe_max_per_class}" ${probe_args}
 fi
 
 # ---------------------------------------------------------------- 5. report
