@@ -310,3 +310,21 @@ def test_a_base_model_below_chance_on_an_old_task_is_a_caveat(tmp_path):
     v = r["verdict"]
     assert v["sonar_wins"] and v["old_tasks_below_chance"] == ["langid"] and "below chance" in v["note"]
     assert "meets both criteria in the numbers" in report_markdown(r, {})
+
+
+@pytest.mark.timeout(60)
+def test_floor_table_marks_encoders_that_do_not_clear_random_init(tmp_path):
+    from espnet2_sonar.eval.report import reference_results
+    from espnet2_sonar.eval.report_tables import floor_table
+
+    # random: langid 0.20, instrument 0.60 (above every instrument score), animal 0.30 (seed spread 0)
+    acc = dict(ACC, random={0: [0.2, 0.6, 0.3], 1: [0.2, 0.6, 0.3]})
+    write_probes(tmp_path, acc)
+    probes = load_probe_results(tmp_path, spec())
+    r = build_results(probes, spec(), references=reference_results(tmp_path, spec(), ["random"], probes.seeds))
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in floor_table(r).splitlines()[2:]}
+    # base langid 0.70 ± 0.14 vs 0.20: clears; base instrument 0.45 vs 0.60: does not
+    assert "+50.0 |" in rows["base"] and "-15.0 **no**" in rows["base"]
+    # dcp after bio: langid 0.35 ± 0.07 -> +15.0 clears; animal 0.725 ± 0.106 -> +42.5 clears
+    assert rows["dcp (after bio)"].startswith("| dcp (after bio) | +15.0 |") and "+42.5 |" in rows["dcp (after bio)"]
+    assert floor_table(build_results(probes, spec())) is None  # no random reference: no table

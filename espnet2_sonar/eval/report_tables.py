@@ -79,6 +79,33 @@ def verdict_text(v: dict) -> str:
     return head + "\n\n" + "\n".join(lines) + "\n"
 
 
+def _clears(stat: dict, floor: dict) -> str:
+    if not (_ok(stat.get("mean")) and _ok(floor.get("mean"))):
+        return "—"
+    diff = stat["mean"] - floor["mean"]
+    noise = sum(x for x in (stat.get("std"), floor.get("std")) if _ok(x))
+    return f"{diff * 100:+.1f}" + ("" if diff > noise else " **no**")
+
+
+def floor_table(results: dict) -> Optional[str]:
+    """Per encoder (base, every method's last stage, other references) and task: the margin over
+    the ``random`` reference, marked **no** where it is within seed noise or below."""
+    spec, refs = results["spec"], results.get("references") or {}
+    floor = refs.get("random")
+    if not floor or not results["methods"]:
+        return None
+    rows = []
+    first = next(iter(results["methods"].values()))["accuracy"]
+    for name, acc, i in [("base", first, 0)] + [
+            (f"{m} (after {spec['domains'][-1]})", r["accuracy"], -1) for m, r in results["methods"].items()]:
+        rows.append([name] + [_clears({"mean": acc["mean"][i][j], "std": acc["std"][i][j]}, floor[t])
+                              for j, t in enumerate(spec["tasks"])])
+    for name, per_task in refs.items():
+        if name != "random":
+            rows.append([name] + [_clears(per_task[t], floor[t]) for t in spec["tasks"]])
+    return _table(["encoder"] + [_task_head(results, t) for t in spec["tasks"]], rows)
+
+
 def _task_head(results: dict, task: str) -> str:
     return f"{task} ({results['spec']['task_domain'][task]})"
 
@@ -186,6 +213,11 @@ def report_markdown(results: dict, plots: Dict[str, str], eval_dir: Optional[str
         header = ["encoder"] + [_task_head(results, t) for t in spec["tasks"]]
         rows = [[f"**{name}**"] + [fmt(refs[name][t]) for t in spec["tasks"]] for name in refs]
         out.append(_table(header, rows))
+    table = floor_table(results)
+    if table:
+        out.append("Does each encoder clear the random-init floor? Difference to `random` in accuracy "
+                   "points; **no** where it is not above the floor by more than the seed std of both.\n")
+        out.append(table)
     floor = results.get("old_task_floor") or {}
     checked = {t: e for t, e in floor.items() if e["learnt"] is not None}
     if checked:
