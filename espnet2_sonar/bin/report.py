@@ -53,10 +53,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> dict:
     from espnet2_sonar.eval.plots import write_plots
-    from espnet2_sonar.eval.report import (ReportSpec, build_results, load_codebook_stats, load_drift,
+    from espnet2_sonar.eval.report import (ReportSpec, build_results, load_codebook_stats,
                                            load_probe_results, reference_results, to_json)
     from espnet2_sonar.eval.report_tables import (DEFAULT_REPORT_PATH, readme_section, report_markdown,
                                                   results_csv)
+    from espnet2_sonar.eval.verdict import load_drift
 
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")

@@ -30,11 +30,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from espnet2_sonar.eval.metrics import adaptation_gain, relative_forgetting
+from espnet2_sonar.eval.verdict import FLOOR, drift_verdict, old_task_floor, task_chance, verdict
 
 DEFAULT_TASK_DOMAIN = {"langid": "speech", "instrument": "music", "animal": "bio", "foley": "env"}
 CODEBOOK_KEYS = ("codebook_size", "code_perplexity", "dead_codes", "codes_added", "protected_codes")
-GAIN_SHARE = 0.8
-"""The verdict asks SONAR for at least this share of DCP's mean adaptation gain."""
 
 _SEED_FILE = re.compile(r"^seed(-?\d+)\.json$")
 
@@ -253,135 +252,6 @@ def method_results(probes: ProbeResults, spec: ReportSpec, method: str) -> dict:
         "mean_forgetting_old": _entry(_mean_over_tasks(forget_cols, n), seeds),
         "mean_backward_forgetting": _entry(_mean_over_tasks(backward_cols, n), seeds),
     }
-
-
-FLOOR = "random"
-"""Reference encoder (``reference_results``) that old tasks' base accuracy must clear."""
-
-
-def task_chance(probes: ProbeResults, spec: ReportSpec) -> Dict[str, float]:
-    """Majority-class share of each task's test set, as recorded in its probe results (NaN if none)."""
-    out = {}
-    for task in spec.tasks:
-        values = [score.chance for (_, t, _), score in probes.scores.items() if t == task and math.isfinite(score.chance)]
-        out[task] = max(values) if values else math.nan
-    return out
-
-
-def old_task_floor(methods: Dict[str, dict], spec: ReportSpec, floor: Optional[dict],
-                   chance: Optional[Dict[str, float]] = None) -> Dict[str, dict]:
-    """Per old task: does the base model clear the random-init floor by more than seed noise?
-
-    ``learnt`` is True when mean(base) - mean(floor) > std(base) + std(floor), False when
-    not, None when the floor was not evaluated. Forgetting is only informative on a task the
-    base model has learnt: below the floor it measures features no better than random ones.
-    ``above_chance`` compares the base accuracy with the majority-class share of the test set
-    (None if unknown): a base model below chance has learnt features that do not transfer to
-    the test sources, and its forgetting is then a change in a below-chance score.
-    """
-    out = {}
-    if not methods:
-        return out
-    acc = next(iter(methods.values()))["accuracy"]  # stage 0 (base) is shared by all methods
-    for task in spec.old_tasks:
-        j = spec.tasks.index(task)
-        base_mean, base_std = acc["mean"][0][j], acc["std"][0][j]
-        entry = {"base": base_mean, "base_std": base_std, "floor": None, "floor_std": None, "learnt": None,
-                 "chance": None, "above_chance": None}
-        ref = (floor or {}).get(task)
-        if ref and ref.get("n"):
-            noise = (base_std if math.isfinite(base_std) else 0.0) + (ref["std"] if math.isfinite(ref["std"]) else 0.0)
-            entry |= {"floor": ref["mean"], "floor_std": ref["std"], "learnt": bool(base_mean - ref["mean"] > noise)}
-        c = (chance or {}).get(task, math.nan)
-        if math.isfinite(c):
-            entry |= {"chance": c, "above_chance": bool(base_mean > c)}
-        out[task] = entry
-    return out
-
-
-def verdict(methods: Dict[str, dict], share: float = GAIN_SHARE, floor_check: Optional[Dict[str, dict]] = None) -> dict:
-    """SONAR vs DCP: lower mean forgetting on old tasks, and at least ``share`` of DCP's gain.
-
-    With ``floor_check`` (:func:`old_task_floor`), old tasks the base model has not learnt
-    make the forgetting criterion unmeasurable (``measurable`` False, no win); a forgetting
-    gap smaller than the two methods' seed std combined is flagged as noise.
-    """
-    out = {"gain_share_required": share}
-    absent = [m for m in ("sonar", "dcp") if m not in methods]
-    if absent:
-        return out | {"available": False, "reason": f"method(s) {absent} not in the report"}
-    sf, df = methods["sonar"]["mean_forgetting_old"], methods["dcp"]["mean_forgetting_old"]
-    s_f, d_f = sf["mean"], df["mean"]
-    s_g, d_g = methods["sonar"]["mean_gain"]["mean"], methods["dcp"]["mean_gain"]["mean"]
-    out |= {"sonar_forgetting": s_f, "dcp_forgetting": d_f, "sonar_gain": s_g, "dcp_gain": d_g}
-    finite = all(math.isfinite(v) for v in (s_f, d_f, s_g, d_g))
-    if not finite:
-        return out | {"available": False, "reason": "forgetting or gain is missing (NaN) for sonar or dcp"}
-    unlearnt = sorted(t for t, e in (floor_check or {}).items() if e["learnt"] is False)
-    below_chance = sorted(t for t, e in (floor_check or {}).items() if e.get("above_chance") is False)
-    noise = sum(x for x in (sf.get("std"), df.get("std")) if x is not None and math.isfinite(x))
-    out |= {
-        "available": True,
-        "reason": None,
-        "forgetting_lower": bool(s_f < d_f),
-        "gain_ratio": s_g / d_g if d_g > 0 else None,
-        "gain_ok": bool(s_g >= share * d_g),
-        "measurable": not unlearnt,
-        "old_tasks_not_learnt": unlearnt,
-        "old_tasks_below_chance": below_chance,
-        "forgetting_gap_within_noise": bool(abs(s_f - d_f) <= noise) if noise > 0 else None,
-    }
-    out["sonar_wins"] = out["measurable"] and out["forgetting_lower"] and out["gain_ok"]
-    notes = []
-    if d_g <= 0:
-        notes.append("DCP's mean gain is not positive, so the gain criterion says little")
-    if out["forgetting_gap_within_noise"]:
-        notes.append(f"the forgetting gap ({abs(s_f - d_f) * 100:.1f} pts of %) is within the seed std of the "
-                     f"two methods combined ({noise * 100:.1f}), so its sign is not significant")
-    if unlearnt:
-        notes.append(f"the base model does not clear the random-init floor on {', '.join(unlearnt)} by more "
-                     "than seed noise, so forgetting there is measured on features no better than random ones")
-    if below_chance:
-        notes.append(f"the base model is below chance (the majority-class share of the test set) on "
-                     f"{', '.join(below_chance)}: its features there do not transfer to the test sources, so "
-                     "forgetting is a change in a below-chance score; read it with the representation drift")
-    if notes:
-        out["note"] = "; ".join(notes)
-    return out
-
-
-def load_drift(eval_dir, spec: ReportSpec) -> dict:
-    """Representation drift from ``<eval_dir>/drift.json`` (``bin.drift``), per method and audio set:
-    the last layer's drift after each stage (index 0 = stage 1); ``{}`` when the file is absent."""
-    path = Path(eval_dir) / "drift.json"
-    if not path.is_file():
-        return {}
-    try:
-        raw = json.loads(path.read_text())["drift"]
-    except (ValueError, KeyError) as e:
-        raise ValueError(f"{path}: not a drift result ({e})") from e
-    out = {}
-    for method in spec.methods:
-        per_set: Dict[str, List[float]] = {}
-        for domain in spec.domains:
-            for set_name, d in raw.get(f"{method}/{domain}", {}).items():
-                per_set.setdefault(set_name, []).append(d["last"])
-        if per_set and all(len(v) == len(spec.domains) for v in per_set.values()):
-            out[method] = per_set
-    if "random" in raw:
-        out["random"] = {k: [d["last"]] for k, d in raw["random"].items()}
-    return out
-
-
-def drift_verdict(drift_by_method: dict) -> Optional[dict]:
-    """SONAR vs DCP drift after the last stage on the first audio set (supplementary to the verdict)."""
-    if "sonar" not in drift_by_method or "dcp" not in drift_by_method:
-        return None
-    set_name = next(iter(drift_by_method["sonar"]))
-    if set_name not in drift_by_method["dcp"]:
-        return None
-    s, d = drift_by_method["sonar"][set_name][-1], drift_by_method["dcp"][set_name][-1]
-    return {"audio": set_name, "sonar": s, "dcp": d, "sonar_lower": bool(s < d)}
 
 
 def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dict] = None,
