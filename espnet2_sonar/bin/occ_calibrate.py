@@ -30,20 +30,12 @@ def best_cosines(tokenizer, wav_scp: Path, max_clips: int, max_seconds: float, d
     """Best codebook cosine of every valid patch feature of up to ``max_clips`` clips (evenly spaced)."""
     from tqdm import tqdm
 
-    from espnet2_sonar.data.audio import SAMPLE_RATE, load_audio
-    from espnet2_sonar.data.kaldi_dir import read_table
+    from espnet2_sonar.eval.drift import read_clips
     from espnet2_sonar.tokenizer.codebook import l2norm
 
-    table = read_table(wav_scp)
-    if not table:
-        raise ValueError(f"{wav_scp}: no entries")
-    keys = sorted(table)
-    keys = keys[:: max(1, len(keys) // max_clips)][:max_clips]
     codes = l2norm(tokenizer.quantize.weight.float())
     out = []
-    for key in tqdm(keys, desc=desc, unit="clip", file=sys.stderr):
-        wav, _ = load_audio(table[key])
-        wav = torch.as_tensor(wav[: int(max_seconds * SAMPLE_RATE)], dtype=torch.float32)
+    for wav in tqdm(read_clips(wav_scp, max_clips, max_seconds).values(), desc=desc, unit="clip", file=sys.stderr):
         feats = tokenizer.features(wav[None], torch.tensor([wav.numel()]))
         valid = feats.features[0][~feats.padding_mask[0]] if feats.padding_mask is not None else feats.features[0]
         out.append((l2norm(valid.float()) @ codes.T).max(dim=1).values.numpy())

@@ -9,6 +9,8 @@ import io
 import math
 from typing import Dict, Optional
 
+from espnet2_sonar.eval.verdict import clears
+
 DEFAULT_REPORT_PATH = "egs2/debian_sounds/sonar1/exp/report/report.md"
 _ARROW = " \u2192 "
 
@@ -82,9 +84,8 @@ def verdict_text(v: dict) -> str:
 def _clears(stat: dict, floor: dict) -> str:
     if not (_ok(stat.get("mean")) and _ok(floor.get("mean"))):
         return "—"
-    diff = stat["mean"] - floor["mean"]
-    noise = sum(x for x in (stat.get("std"), floor.get("std")) if _ok(x))
-    return f"{diff * 100:+.1f}" + ("" if diff > noise else " **no**")
+    above = clears(stat["mean"], stat.get("std"), floor["mean"], floor.get("std"))
+    return f"{(stat['mean'] - floor['mean']) * 100:+.1f}" + ("" if above else " **no**")
 
 
 def floor_table(results: dict) -> Optional[str]:

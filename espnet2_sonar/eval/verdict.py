@@ -22,6 +22,16 @@ if TYPE_CHECKING:  # report.py imports this module; the types are only annotatio
 GAIN_SHARE = 0.8
 """The verdict asks SONAR for at least this share of DCP's mean adaptation gain."""
 
+
+def seed_noise(*stds: Optional[float]) -> float:
+    """Combined seed spread of two or more means: the sum of their finite stds (None/NaN count 0)."""
+    return sum(x for x in stds if x is not None and math.isfinite(x))
+
+
+def clears(mean: float, std: Optional[float], floor_mean: float, floor_std: Optional[float]) -> bool:
+    """``mean`` is above ``floor_mean`` by more than the seed spread of both."""
+    return bool(mean - floor_mean > seed_noise(std, floor_std))
+
 FLOOR = "random"
 """Reference encoder (``reference_results``) that old tasks' base accuracy must clear."""
 
@@ -57,8 +67,8 @@ def old_task_floor(methods: Dict[str, dict], spec: ReportSpec, floor: Optional[d
                  "chance": None, "above_chance": None}
         ref = (floor or {}).get(task)
         if ref and ref.get("n"):
-            noise = (base_std if math.isfinite(base_std) else 0.0) + (ref["std"] if math.isfinite(ref["std"]) else 0.0)
-            entry |= {"floor": ref["mean"], "floor_std": ref["std"], "learnt": bool(base_mean - ref["mean"] > noise)}
+            entry |= {"floor": ref["mean"], "floor_std": ref["std"],
+                      "learnt": clears(base_mean, base_std, ref["mean"], ref["std"])}
         c = (chance or {}).get(task, math.nan)
         if math.isfinite(c):
             entry |= {"chance": c, "above_chance": bool(base_mean > c)}
@@ -86,7 +96,7 @@ def verdict(methods: Dict[str, dict], share: float = GAIN_SHARE, floor_check: Op
         return out | {"available": False, "reason": "forgetting or gain is missing (NaN) for sonar or dcp"}
     unlearnt = sorted(t for t, e in (floor_check or {}).items() if e["learnt"] is False)
     below_chance = sorted(t for t, e in (floor_check or {}).items() if e.get("above_chance") is False)
-    noise = sum(x for x in (sf.get("std"), df.get("std")) if x is not None and math.isfinite(x))
+    noise = seed_noise(sf.get("std"), df.get("std"))
     out |= {
         "available": True,
         "reason": None,
