@@ -15,6 +15,7 @@ import torch
 
 from espnet2.tasks.abs_task import AbsTask
 from espnet2.train.collate_fn import CommonCollateFn
+from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import float_or_none
 
 from espnet2_sonar.data.crop import DeterministicCrop
@@ -25,6 +26,24 @@ register_data_types()
 
 class AudioTask(AbsTask):
     """Base of SonarTask, TokenizerTask and DecarTask (subclasses add their own arguments)."""
+
+    model_config_class = None
+    """The task's model config (a ``StrictConfig``): ``--model_conf`` defaults to its fields."""
+    model_conf_help = ""
+
+    @classmethod
+    def add_model_arguments(cls, group) -> None:
+        """``--model_conf`` (from ``model_config_class``), ``--crop_seconds`` and every
+        ``class_choices_list`` option: the task group shared by SonarTask and DecarTask."""
+        group.add_argument(
+            "--model_conf",
+            action=NestedDictAction,
+            default=cls.model_config_class().to_dict(),
+            help=cls.model_conf_help,
+        )
+        cls.add_crop_argument(group)
+        for class_choices in cls.class_choices_list:
+            class_choices.add_arguments(group)
 
     @classmethod
     def add_crop_argument(cls, group) -> None:

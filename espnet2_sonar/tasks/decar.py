@@ -20,7 +20,6 @@ from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.train.class_choices import ClassChoices
 from espnet2.train.distributed_utils import DistributedOption
 from espnet2.iterators.abs_iter_factory import AbsIterFactory
-from espnet2.utils.nested_dict_action import NestedDictAction
 
 from espnet2_sonar.data.espnet_loader import read_scp
 from espnet2_sonar.decar.config import DecarConfig
@@ -51,19 +50,13 @@ class DecarTask(AudioTask):
         parser.set_defaults(num_att_plot=0)  # no attention maps to plot
         return parser
 
+    model_config_class = DecarConfig
+    model_conf_help = ("DecarConfig: num_clusters, head_dims, pca_dim, kmeans_niter, seed, SpecAugment "
+                       "and feature-extraction settings (unknown keys are errors)")
+
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
-        group = parser.add_argument_group(description="Task related")
-        group.add_argument(
-            "--model_conf",
-            action=NestedDictAction,
-            default=DecarConfig().to_dict(),
-            help="DecarConfig: num_clusters, head_dims, pca_dim, kmeans_niter, seed, SpecAugment "
-            "and feature-extraction settings (unknown keys are errors)",
-        )
-        cls.add_crop_argument(group)
-        for class_choices in cls.class_choices_list:
-            class_choices.add_arguments(group)
+        cls.add_model_arguments(parser.add_argument_group(description="Task related"))
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> DecarModel:

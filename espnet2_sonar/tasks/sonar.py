@@ -18,7 +18,6 @@ from typing import Tuple
 
 from espnet2.train.class_choices import ClassChoices
 from espnet2.train.trainer import Trainer
-from espnet2.utils.nested_dict_action import NestedDictAction
 
 
 from espnet2_sonar.distill.criteria import CosineDistance, MSEDistance
@@ -59,19 +58,13 @@ class SonarTask(AudioTask):
     ]
     trainer = Trainer
 
+    model_config_class = SonarConfig
+    model_conf_help = ("SonarConfig: lambda_tok, lambda_model, distill_layers, teacher_input, "
+                       "mask_prob, seed, head_old_init (unknown keys are errors)")
+
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
-        group = parser.add_argument_group(description="Task related")
-        group.add_argument(
-            "--model_conf",
-            action=NestedDictAction,
-            default=SonarConfig().to_dict(),
-            help="SonarConfig: lambda_tok, lambda_model, distill_layers, teacher_input, "
-            "mask_prob, seed, head_old_init (unknown keys are errors)",
-        )
-        cls.add_crop_argument(group)
-        for class_choices in cls.class_choices_list:
-            class_choices.add_arguments(group)
+        cls.add_model_arguments(parser.add_argument_group(description="Task related"))
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
