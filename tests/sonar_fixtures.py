@@ -62,6 +62,18 @@ def _batch_of(wav_dir: Path, limit: int = 4):
     return batch, lengths
 
 
+def random_official_encoder(path: Path, arch: str = "tiny", seed: int = 0) -> Path:
+    """A randomly initialised BEATs encoder of ``arch`` (seeded, global RNG untouched), saved
+    as an official checkpoint at ``path``."""
+    from espnet2_sonar.beats.encoder import BeatsEncoder
+    from espnet2_sonar.beats.interop import save_official
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        encoder = BeatsEncoder(arch).eval()
+    return save_official(encoder, path)
+
+
 def make_official_checkpoints(out_dir: Path, prior_dir: Path, seed: int = 0) -> Dict[str, Path]:
     """Tiny M0 (random tiny BEATs encoder) and T0 (tiny tokenizer, codebook k-means
     initialised on prior audio), both in official format. Returns {'encoder', 'tokenizer'}."""

@@ -14,7 +14,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 import soundfile as sf
-import torch
+from sonar_fixtures import random_official_encoder
 
 SR = 16000
 REPO = Path(__file__).resolve().parents[1]
@@ -125,12 +125,5 @@ def make_corpus(
     return root
 
 
-def make_teacher(path: Path, arch: str = "tiny", seed: int = 0) -> Path:
-    """A random BEATs encoder of ``arch`` saved as an official checkpoint."""
-    from espnet2_sonar.beats.encoder import BeatsEncoder
-    from espnet2_sonar.beats.interop import save_official
-
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        encoder = BeatsEncoder(arch).eval()
-    return save_official(encoder, path)
+# the teacher: a random BEATs encoder of ``arch`` saved as an official checkpoint
+make_teacher = random_official_encoder
