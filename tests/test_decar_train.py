@@ -57,8 +57,15 @@ def test_stage_script_pretrains_then_continues_on_a_domain(tmp_path):
 
     b, m = load_encoder(base), load_encoder(music)
     assert any(not torch.equal(p, q) for p, q in zip(b.state_dict().values(), m.state_dict().values()))
+    # the EfficientNet's own floor: the same network untrained, BatchNorm statistics from the prior pool
+    random = exp / "decar" / "random" / "encoder.pt"
+    r = load_encoder(random).state_dict()
+    assert "epoch results" not in (random.parent / "train" / "train.log").read_text()  # no training epoch
+    assert any(not torch.equal(r[k], v) for k, v in b.state_dict().items() if "running" not in k)
+    means = [v for k, v in r.items() if k.endswith("running_mean")]
+    assert means and all(torch.isfinite(v).all() for v in means) and any(v.abs().sum() > 0 for v in means)
     # idempotent: a second call trains nothing
-    stamps = {p: os.stat(p).st_mtime_ns for p in (base, music)}
+    stamps = {p: os.stat(p).st_mtime_ns for p in (base, music, random)}
     out = run(cmd, cwd=recipe)
-    assert "skip DECAR base" in out.stderr and "skip DECAR music" in out.stderr
+    assert "skip DECAR base" in out.stderr and "skip DECAR music" in out.stderr and "skip DECAR random" in out.stderr
     assert all(os.stat(p).st_mtime_ns == t for p, t in stamps.items())

@@ -1,5 +1,5 @@
 """The recipe end to end on the tiny corpus: every stage, both methods, then a rerun that
-does no work again (stages are idempotent)."""
+does no work again (stages are idempotent), then DECAR added to the same run from stage 3."""
 
 import json
 import os
@@ -51,3 +51,19 @@ def test_recipe_end_to_end_on_the_tiny_corpus(tmp_path):
     again = _run([], tmp_path, timeout=600)
     assert again.returncode == 0, again.stderr[-4000:]
     assert {p: p.stat().st_mtime for p in exp.glob("*/*/train.log")} == logs
+
+    # DECAR beside them (stages 3-7 again: SONAR/DCP are skipped). The tiny default is the
+    # paper's EfficientNet: trained from its own init, with that init exported as its floor.
+    decar = _run(["--methods", "sonar dcp decar", "--stage", "3", "--train_args",
+                  "--max_epoch 1 --batch_size 4 --model_conf draws_per_epoch=8 --model_conf num_clusters=3"],
+                 tmp_path, timeout=900)
+    assert decar.returncode == 0, decar.stdout[-3000:] + decar.stderr[-6000:]
+    assert {p: p.stat().st_mtime for p in exp.glob("*/*/train.log")} == logs
+    from espnet2_sonar.decar.checkpoint import load_efficientnet
+
+    for stage in ("base", "random", "env", "bio"):
+        load_efficientnet(exp / "decar" / stage / "encoder.pt")
+    assert "Loading pretrained params" not in (exp / "decar" / "base" / "train" / "train.log").read_text()
+    results = json.loads((exp / "report" / "results.json").read_text())
+    assert "decar" in results["methods"] and {"random", "decar/random", "decar/prior"} <= set(results["references"])
+    assert "decar (after bio) vs `decar/random`" in (exp / "report" / "report.md").read_text()

@@ -328,3 +328,35 @@ def test_floor_table_marks_encoders_that_do_not_clear_random_init(tmp_path):
     # dcp after bio: langid 0.35 ± 0.07 -> +15.0 clears; animal 0.725 ± 0.106 -> +42.5 clears
     assert rows["dcp (after bio)"].startswith("| dcp (after bio) | +15.0 |") and "+42.5 |" in rows["dcp (after bio)"]
     assert floor_table(build_results(probes, spec())) is None  # no random reference: no table
+
+
+@pytest.mark.timeout(60)
+def test_a_method_with_its_own_architecture_is_held_to_its_own_random_init_floor(tmp_path):
+    """DECAR's EfficientNet: its rows are compared with `decar/random` (the same network before
+    training), not with the BEATs `random`; `decar/random` itself is shown against `random`."""
+    from espnet2_sonar.eval.report import reference_results
+    from espnet2_sonar.eval.report_tables import floor_table, own_floor
+
+    acc = dict(ACC, **{
+        "decar/music": {0: [0.50, 0.50, 0.50], 1: [0.50, 0.50, 0.50]},
+        "decar/bio": {0: [0.60, 0.40, 0.40], 1: [0.60, 0.40, 0.40]},
+        "decar/prior": {0: [0.55, 0.45, 0.35], 1: [0.55, 0.45, 0.35]},
+        "random": {0: [0.20, 0.20, 0.20], 1: [0.20, 0.20, 0.20]},
+        "decar/random": {0: [0.50, 0.30, 0.50], 1: [0.50, 0.30, 0.50]},
+    })
+    write_probes(tmp_path, acc)
+    s = ReportSpec(methods=["sonar", "dcp", "decar"], domains=DOMAINS, tasks=TASKS)
+    probes = load_probe_results(tmp_path, s)
+    refs = reference_results(tmp_path, s, ["random", "decar/random", "decar/prior"], probes.seeds)
+    assert own_floor("decar", refs) == own_floor("decar/prior", refs) == "decar/random"
+    assert own_floor("decar/random", refs) == own_floor("sonar", refs) == own_floor("base", refs) == "random"
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in floor_table(build_results(probes, s, references=refs)).splitlines()[2:]}
+    # decar after bio: 0.60/0.40/0.40 vs its own floor 0.50/0.30/0.50 (not vs random's 0.20)
+    assert rows["decar (after bio) vs `decar/random`"].endswith("| +10.0 | +10.0 | -10.0 **no** |")
+    assert rows["decar/prior vs `decar/random`"].endswith("| +5.0 | +15.0 | -15.0 **no** |")
+    assert rows["decar/random"].endswith("| +30.0 | +10.0 | +30.0 |")
+    assert "sonar (after bio)" in rows and "base" in rows  # BEATs rows keep the common floor
+    # without decar/random every row falls back to the common floor
+    refs.pop("decar/random")
+    rows = floor_table(build_results(probes, s, references=refs))
+    assert "| decar (after bio) | +40.0 | +20.0 | +20.0 |" in rows and "vs `" not in rows

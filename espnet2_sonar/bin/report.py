@@ -41,7 +41,7 @@ def get_parser() -> argparse.ArgumentParser:
                    default=",".join(f"{t}={d}" for t, d in DEFAULT_TASK_DOMAIN.items()),
                    help="task=domain pairs, comma-separated")
     p.add_argument("--out_dir", required=True)
-    p.add_argument("--references", default="random decar/prior",
+    p.add_argument("--references", default="random decar/random decar/prior",
                    help="encoders under eval_dir shown beside the matrix (absent ones are skipped)")
     p.add_argument("--notes", default=None,
                    help="markdown file appended to report.md and README_section.md (e.g. what was "

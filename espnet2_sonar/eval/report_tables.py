@@ -7,9 +7,9 @@ show accuracy in %, gains in accuracy points, forgetting in % of the starting ac
 import csv
 import io
 import math
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
-from espnet2_sonar.eval.verdict import clears
+from espnet2_sonar.eval.verdict import FLOOR, clears
 
 DEFAULT_REPORT_PATH = "egs2/debian_sounds/sonar1/exp/report/report.md"
 _ARROW = " \u2192 "
@@ -88,22 +88,37 @@ def _clears(stat: dict, floor: dict) -> str:
     return f"{(stat['mean'] - floor['mean']) * 100:+.1f}" + ("" if above else " **no**")
 
 
+def own_floor(name: str, refs: dict) -> str:
+    """The floor an encoder named ``name`` (a method, ``method/stage`` or a reference) must clear:
+    ``<method>/random`` when the run has one (a method whose architecture differs from the base
+    model's, e.g. DECAR's EfficientNet: its own network before training), else ``random``."""
+    method = name.split("/")[0]
+    own = f"{method}/random"
+    return own if own in refs and name != own else FLOOR
+
+
 def floor_table(results: dict) -> Optional[str]:
     """Per encoder (base, every method's last stage, other references) and task: the margin over
-    the ``random`` reference, marked **no** where it is within seed noise or below."""
+    its random-init floor (:func:`own_floor`), marked **no** where within seed noise or below."""
     spec, refs = results["spec"], results.get("references") or {}
-    floor = refs.get("random")
-    if not floor or not results["methods"]:
+    if not refs.get(FLOOR) or not results["methods"]:
         return None
-    rows = []
+
+    def row(label: str, name: str, stats: List[dict]) -> list:
+        floor = own_floor(name, refs)
+        label += "" if floor == FLOOR else f" vs `{floor}`"
+        return [label] + [_clears(stat, refs[floor][t]) for stat, t in zip(stats, spec["tasks"])]
+
     first = next(iter(results["methods"].values()))["accuracy"]
-    for name, acc, i in [("base", first, 0)] + [
-            (f"{m} (after {spec['domains'][-1]})", r["accuracy"], -1) for m, r in results["methods"].items()]:
-        rows.append([name] + [_clears({"mean": acc["mean"][i][j], "std": acc["std"][i][j]}, floor[t])
-                              for j, t in enumerate(spec["tasks"])])
+    rows = [row("base", "base", [{"mean": first["mean"][0][j], "std": first["std"][0][j]}
+                                 for j in range(len(spec["tasks"]))])]
+    for m, r in results["methods"].items():
+        acc = r["accuracy"]
+        rows.append(row(f"{m} (after {spec['domains'][-1]})", m,
+                        [{"mean": acc["mean"][-1][j], "std": acc["std"][-1][j]} for j in range(len(spec["tasks"]))]))
     for name, per_task in refs.items():
-        if name != "random":
-            rows.append([name] + [_clears(per_task[t], floor[t]) for t in spec["tasks"]])
+        if name != FLOOR:
+            rows.append(row(name, name, [per_task[t] for t in spec["tasks"]]))
     return _table(["encoder"] + [_task_head(results, t) for t in spec["tasks"]], rows)
 
 
@@ -210,14 +225,17 @@ def report_markdown(results: dict, plots: Dict[str, str], eval_dir: Optional[str
         out.append("## Reference encoders (%)\n")
         out.append("Encoders outside the stage matrix, probed the same way: `random` is a randomly "
                    "initialised encoder of the base architecture (the floor every method must clear); "
-                   "`decar/prior` is DECAR's pre-training stage on the prior pool.\n")
+                   "`decar/prior` is DECAR's pre-training stage on the prior pool; `decar/random`, when "
+                   "present, is DECAR's own architecture (the EfficientNet) before any training, the "
+                   "floor of DECAR's encoders.\n")
         header = ["encoder"] + [_task_head(results, t) for t in spec["tasks"]]
         rows = [[f"**{name}**"] + [fmt(refs[name][t]) for t in spec["tasks"]] for name in refs]
         out.append(_table(header, rows))
     table = floor_table(results)
     if table:
-        out.append("Does each encoder clear the random-init floor? Difference to `random` in accuracy "
-                   "points; **no** where it is not above the floor by more than the seed std of both.\n")
+        out.append("Does each encoder clear the random-init floor of its architecture? Difference to "
+                   "`random` (or the floor named in the row) in accuracy points; **no** where it is not "
+                   "above the floor by more than the seed std of both.\n")
         out.append(table)
     floor = results.get("old_task_floor") or {}
     checked = {t: e for t, e in floor.items() if e["learnt"] is not None}

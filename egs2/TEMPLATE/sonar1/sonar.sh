@@ -35,7 +35,8 @@ tokenizer_config=""        # tokenizer distillation              (default conf/$
 pretrain_iter2_config=""   # MAM with the distilled tokenizer    (default conf/${size}/pretrain_iter2.yaml)
 sonar_config=""            # continual stage, method sonar       (default conf/${size}/train_sonar.yaml)
 dcp_config=""              # continual stage, method dcp         (default conf/${size}/train_dcp.yaml)
-decar_config=""            # DECAR stages, method decar          (default conf/${size}/decar_beats.yaml)
+decar_config=""            # DECAR stages, method decar          (default conf/${size}/decar_efficientnet.yaml, the
+                           #   paper's CNN, where the size has one (tiny), else conf/${size}/decar_beats.yaml)
 sample_args="--max_seconds 4 --num_strata 32"  # args for espnet2_sonar.bin.sonar_sample
 train_args=""           # extra args for every training run
 probe_tasks="langid instrument animal foley"
@@ -76,7 +77,10 @@ EOF
 : "${pretrain_iter2_config:=conf/${size}/pretrain_iter2.yaml}"
 : "${sonar_config:=conf/${size}/train_sonar.yaml}"
 : "${dcp_config:=conf/${size}/train_dcp.yaml}"
-: "${decar_config:=conf/${size}/decar_beats.yaml}"
+if [ -z "${decar_config}" ]; then
+    decar_config=conf/${size}/decar_efficientnet.yaml
+    [ -f "${decar_config}" ] || decar_config=conf/${size}/decar_beats.yaml
+fi
 needed=("${pretrain_iter1_config}" "${tokenizer_config}" "${pretrain_iter2_config}" "${sonar_config}" "${dcp_config}")
 [[ " ${methods} " == *" decar "* ]] && needed+=("${decar_config}")
 for c in "${needed[@]}"; do
@@ -172,12 +176,18 @@ fi
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 3 ]; then
     for method in ${methods}; do
         if [ "${method}" = decar ]; then
-            # DECAR: its own stage script (pre-training on the prior pool from the base
-            # encoder, then each domain in order); stages 3-5 in one go
+            # DECAR: its own stage script (pre-training on the prior pool, then each domain
+            # in order); stages 3-5 in one go. A BEATs DECAR starts from the base encoder;
+            # another architecture (the paper's EfficientNet) from its own random init, and
+            # the stage script also exports that init as the architecture's floor (decar/random).
             log "Stages 3-5 (decar): ${exp_dir}/decar/{base,${domains// /,}}"
+            decar_init=()
+            if [ "$(utils/config_value.sh "${decar_config}" encoder)" = beats ]; then
+                decar_init=(--init_ckpt "${base_dir}/encoder.pt")
+            fi
             # shellcheck disable=SC2086
             stages/decar.sh --exp_dir "${exp_dir}" --data_dir "${data_dir}" --domains "${domains}" \
-                --init_ckpt "${base_dir}/encoder.pt" --config "${decar_config}" --ngpu "${ngpu}" \
+                "${decar_init[@]}" --config "${decar_config}" --ngpu "${ngpu}" \
                 --valid_share "${valid_share}" ${train_args:+--train_args "${train_args}"}
             continue
         fi
@@ -229,7 +239,13 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
             --out "${exp_dir}/random/encoder.pt" >/dev/null
     fi
     ckpts="base=${base_dir}/encoder.pt random=${exp_dir}/random/encoder.pt"
-    [[ " ${methods} " == *" decar "* ]] && ckpts+=" decar/prior=${exp_dir}/decar/base/encoder.pt"
+    if [[ " ${methods} " == *" decar "* ]]; then
+        ckpts+=" decar/prior=${exp_dir}/decar/base/encoder.pt"
+        # DECAR's own floor when its architecture is not the base one (stages/decar.sh)
+        if [ -f "${exp_dir}/decar/random/encoder.pt" ]; then
+            ckpts+=" decar/random=${exp_dir}/decar/random/encoder.pt"
+        fi
+    fi
     for method in ${methods}; do
         for domain in ${domains}; do ckpts+=" ${method}/${domain}=${exp_dir}/${method}/${domain}/encoder.pt"; done
     done

@@ -10,6 +10,10 @@
 #   <domain>:  continual DECAR on ${data_dir}/pools/<domain>, in --domains order, each stage
 #              starting from the previous stage's full model (encoder + MLP head; the
 #              classifier is re-initialised every epoch anyway)
+#   random:    only for an encoder other than BEATs (the EfficientNet), and only without
+#              --init_ckpt: the same seeded network before any training (--max_epoch 0), its
+#              BatchNorm statistics computed on the prior pool as for every export. It is the
+#              random-init floor of DECAR's own architecture (the recipe's `random` is a BEATs).
 # Outputs per stage S: ${exp_dir}/decar/S/{lists,train}/ and ${exp_dir}/decar/S/encoder.pt,
 # the encoder for the frozen probes (official BEATs format, or {'kind': 'decar_efficientnet',
 # 'cfg', 'model'}). Idempotent: a stage with encoder.pt is skipped; an interrupted one resumes
@@ -55,7 +59,7 @@ run_stage() {
             --valid_data_path_and_name_and_type "${out}/lists/valid/wav.scp,speech,sonar_sound_resample_mix" \
             --train_shape_file "${out}/lists/train/speech_shape" \
             --valid_shape_file "${out}/lists/valid/speech_shape" \
-            "$@" ${train_args} >/dev/null
+            ${train_args} "$@" >/dev/null  # the stage's own arguments last: they win
     [ -f "${out}/train/encoder.pt" ] || { log "training ${out}/train did not write encoder.pt"; exit 1; }
     cp "${out}/train/encoder.pt" "${out}/.encoder.pt.tmp"
     mv "${out}/.encoder.pt.tmp" "${out}/encoder.pt"
@@ -65,6 +69,9 @@ run_stage() {
 base_args=()
 [ -z "${init_ckpt}" ] || base_args=(--encoder_conf "init=${init_ckpt}")
 run_stage base "${data_dir}/pools/prior" "${base_args[@]}"
+if [ -z "${init_ckpt}" ] && [ "$(utils/config_value.sh "${config}" encoder)" != beats ]; then
+    run_stage random "${data_dir}/pools/prior" --max_epoch 0  # the floor: no training step
+fi
 
 prev="${exp_dir}/decar/base"
 for domain in ${domains}; do
