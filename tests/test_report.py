@@ -360,3 +360,37 @@ def test_a_method_with_its_own_architecture_is_held_to_its_own_random_init_floor
     refs.pop("decar/random")
     rows = floor_table(build_results(probes, s, references=refs))
     assert "| decar (after bio) | +40.0 | +20.0 | +20.0 |" in rows and "vs `" not in rows
+
+
+@pytest.mark.timeout(60)
+def test_a_method_with_its_own_prior_stage_is_measured_from_it(tmp_path):
+    """DECAR pre-trains on the prior pool itself: its stage 0 is `decar/prior`, not `base`."""
+    from espnet2_sonar.bin.report import main
+
+    acc = dict(ACC, **{
+        "decar/prior": {0: [0.40, 0.20, 0.10], 1: [0.60, 0.30, 0.30]},
+        "decar/music": {0: [0.30, 0.50, 0.10], 1: [0.45, 0.40, 0.30]},
+        "decar/bio": {0: [0.20, 0.40, 0.40], 1: [0.30, 0.30, 0.50]},
+    })
+    write_probes(tmp_path, acc)
+    s = ReportSpec(methods=["sonar", "dcp", "decar"], domains=DOMAINS, tasks=TASKS, stage0={"decar": "decar/prior"})
+    assert s.stage_names("decar")[0] == "decar/prior" and s.stage_names("sonar")[0] == "base"
+    r = build_results(load_probe_results(tmp_path, s), s)
+    d = r["methods"]["decar"]
+    assert d["stages"] == ["decar/prior", "music", "bio"] and r["spec"]["stage0"]["sonar"] == "base"
+    # gain from decar/prior: instrument 0.50-0.20, 0.40-0.30; forgetting langid (0.40-0.20)/0.40, (0.60-0.30)/0.60
+    assert d["gain"]["instrument"]["per_seed"] == pytest.approx({"0": 0.30, "1": 0.10})
+    assert d["forgetting_old"]["langid"]["per_seed"] == pytest.approx({"0": 0.5, "1": 0.5})
+    assert r["methods"]["sonar"]["mean_gain"]["mean"] == pytest.approx(0.225)  # unchanged by decar
+    assert r["old_task_floor"]["langid"]["base"] == pytest.approx(0.70)  # the shared base, not decar/prior
+    md = report_markdown(r, {})
+    assert "| 0 decar/prior |" in md and "| 0 base |" in md and "except for decar from `decar/prior`" in md
+    # the CLI: DECAR's stage 0 is decar/prior by default; a malformed pair is refused
+    out = tmp_path / "report"
+    args = ["--eval_dir", str(tmp_path), "--methods", "sonar dcp decar", "--domains", "music bio",
+            "--tasks", "langid instrument animal", "--out_dir", str(out),
+            "--task_domain", "langid=speech,instrument=music,animal=bio"]
+    assert main(args)["methods"]["decar"]["stages"][0] == "decar/prior"
+    assert main(args + ["--stage0", "decar=base"])["methods"]["decar"]["stages"][0] == "base"
+    with pytest.raises(SystemExit):
+        main(args + ["--stage0", "decar"])

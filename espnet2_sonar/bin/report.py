@@ -18,15 +18,23 @@ from typing import Dict, List, Optional
 from espnet2_sonar.eval.report import DEFAULT_TASK_DOMAIN
 
 
-def parse_task_domain(text: str) -> Dict[str, str]:
-    """``"langid=speech,instrument=music"`` -> ``{"langid": "speech", "instrument": "music"}``."""
-    out = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        task, sep, domain = item.partition("=")
-        if not sep or not task.strip() or not domain.strip():
-            raise argparse.ArgumentTypeError(f"--task_domain item '{item}' is not task=domain")
-        out[task.strip()] = domain.strip()
-    return out
+def parse_pairs(option: str):
+    """An argparse type for ``"a=x,b=y"`` -> ``{"a": "x", "b": "y"}`` (errors name ``option``)."""
+
+    def parse(text: str) -> Dict[str, str]:
+        out = {}
+        for item in filter(None, (s.strip() for s in text.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise argparse.ArgumentTypeError(f"{option} item '{item}' is not key=value")
+            out[key.strip()] = value.strip()
+        return out
+
+    return parse
+
+
+parse_task_domain = parse_pairs("--task_domain")
+"""``"langid=speech,instrument=music"`` -> ``{"langid": "speech", "instrument": "music"}``."""
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -40,6 +48,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--task_domain", type=parse_task_domain,
                    default=",".join(f"{t}={d}" for t, d in DEFAULT_TASK_DOMAIN.items()),
                    help="task=domain pairs, comma-separated")
+    p.add_argument("--stage0", type=parse_pairs("--stage0"), default="decar=decar/prior",
+                   help="method=name pairs: a method whose stage 0 is its own model, not the shared "
+                        "base (DECAR pre-trains on the prior pool itself); comma-separated")
     p.add_argument("--out_dir", required=True)
     p.add_argument("--references", default="random decar/random decar/prior",
                    help="encoders under eval_dir shown beside the matrix (absent ones are skipped)")
@@ -67,6 +78,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         tasks=args.tasks.split(),
         task_domain=args.task_domain,
         seeds=[int(s) for s in args.seeds.split()] if args.seeds else None,
+        stage0=args.stage0,
     )
     probes = load_probe_results(args.eval_dir, spec)
     codebook = load_codebook_stats(args.exp_dir, spec) if args.exp_dir else {}

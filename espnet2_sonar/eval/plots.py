@@ -13,6 +13,8 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from espnet2_sonar.eval.report_tables import stage_labels
+
 _COLORS = {"sonar": "#1f77b4", "dcp": "#d62728", "decar": "#2ca02c"}
 _FALLBACK = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 _CODEBOOK_LABELS = {
@@ -34,10 +36,6 @@ def _arr(rows) -> np.ndarray:
 
 def _nz(v) -> float:
     return 0.0 if v is None or not math.isfinite(v) else v
-
-
-def stage_labels(results: dict) -> List[str]:
-    return ["0 base"] + [f"{k} +{d}" for k, d in enumerate(results["spec"]["domains"], start=1)]
 
 
 def task_labels(results: dict) -> List[str]:
@@ -70,7 +68,7 @@ def plot_accuracy_matrix(results: dict, method: str, path) -> None:
             if spec["task_domain"][task] == domain:
                 ax.add_patch(_box(j, k))
     ax.set_xticks(range(n_tasks), task_labels(results))
-    ax.set_yticks(range(n_stages), stage_labels(results))
+    ax.set_yticks(range(n_stages), stage_labels(results, method))
     ax.set_xlabel("probe task (domain)")
     ax.set_ylabel("after stage")
     ax.set_title(f"{method}: test accuracy (%) after each stage\nboxed: the domain adapted at that stage",

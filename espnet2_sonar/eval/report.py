@@ -52,6 +52,9 @@ class ReportSpec:
     """Domain of each task; tasks whose domain is not in ``domains`` are the old tasks."""
     seeds: Optional[List[int]] = None
     """Expected probe seeds; None: every seed found on disk."""
+    stage0: Dict[str, str] = field(default_factory=dict)
+    """Probe-result name of stage 0 per method, for a method whose continual chain does not start
+    from the shared ``base`` (DECAR: its own pre-training on the prior pool, ``decar/prior``)."""
 
     def __post_init__(self):
         for name in ("methods", "domains", "tasks"):
@@ -75,7 +78,7 @@ class ReportSpec:
 
     def stage_names(self, method: str) -> List[str]:
         """Probe-result names of stages 0..K of ``method``."""
-        return ["base"] + [f"{method}/{d}" for d in self.domains]
+        return [self.stage0.get(method, "base")] + [f"{method}/{d}" for d in self.domains]
 
 
 @dataclass
@@ -104,7 +107,7 @@ def load_probe_results(eval_dir, spec: ReportSpec) -> ProbeResults:
     raises a ValueError naming it.
     """
     eval_dir = Path(eval_dir)
-    names = ["base"] + [n for m in spec.methods for n in spec.stage_names(m)[1:]]
+    names = list(dict.fromkeys(["base"] + [n for m in spec.methods for n in spec.stage_names(m)]))
     found: Dict[Tuple[str, str, int], Path] = {}
     for name in names:
         for task in spec.tasks:
@@ -242,7 +245,7 @@ def method_results(probes: ProbeResults, spec: ReportSpec, method: str) -> dict:
             backward_cols.append(per_seed)
     n = len(seeds)
     return {
-        "stages": ["base"] + list(spec.domains),
+        "stages": spec.stage_names(method)[:1] + list(spec.domains),
         "accuracy": matrix(acc),
         "macro_f1": matrix(f1),
         "gain": gains,
@@ -282,6 +285,7 @@ def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dic
             "task_domain": {t: spec.task_domain[t] for t in spec.tasks},
             "old_tasks": spec.old_tasks,
             "seeds": list(probes.seeds),
+            "stage0": {m: spec.stage_names(m)[0] for m in spec.methods},
         },
         "methods": methods,
         "summary": {

@@ -9,7 +9,7 @@ import io
 import math
 from typing import Dict, List, Optional
 
-from espnet2_sonar.eval.verdict import FLOOR, clears
+from espnet2_sonar.eval.verdict import FLOOR, base_accuracy, clears
 
 DEFAULT_REPORT_PATH = "egs2/debian_sounds/sonar1/exp/report/report.md"
 _ARROW = " \u2192 "
@@ -109,7 +109,7 @@ def floor_table(results: dict) -> Optional[str]:
         label += "" if floor == FLOOR else f" vs `{floor}`"
         return [label] + [_clears(stat, refs[floor][t]) for stat, t in zip(stats, spec["tasks"])]
 
-    first = next(iter(results["methods"].values()))["accuracy"]
+    first = base_accuracy(results["methods"])
     rows = [row("base", "base", [{"mean": first["mean"][0][j], "std": first["std"][0][j]}
                                  for j in range(len(spec["tasks"]))])]
     for m, r in results["methods"].items():
@@ -122,13 +122,31 @@ def floor_table(results: dict) -> Optional[str]:
     return _table(["encoder"] + [_task_head(results, t) for t in spec["tasks"]], rows)
 
 
+def stage_labels(results: dict, method: Optional[str] = None) -> List[str]:
+    """``0 base``, ``1 +music``, ...; stage 0 is named after ``method``'s own stage 0 (e.g.
+    ``0 decar/prior``), or after every method's when none is given."""
+    methods = [method] if method else list(results["methods"])
+    first = " / ".join(dict.fromkeys(results["methods"][m]["stages"][0] for m in methods)) or "base"
+    return [f"0 {first}"] + [f"{k} +{d}" for k, d in enumerate(results["spec"]["domains"], start=1)]
+
+
+def stage0_note(results: dict) -> str:
+    """A sentence naming the methods whose stage 0 is not the shared base model ('' if none)."""
+    own = {m: r["stages"][0] for m, r in results["methods"].items() if r["stages"][0] != "base"}
+    if not own:
+        return ""
+    names = ", ".join(f"{m} from `{name}`" for m, name in own.items())
+    return (f" Stage 0 is the shared base model except for {names}: its own pre-training on the prior "
+            "pool, which its gain and forgetting are measured against.")
+
+
 def _task_head(results: dict, task: str) -> str:
     return f"{task} ({results['spec']['task_domain'][task]})"
 
 
 def accuracy_table(results: dict, method: str) -> str:
     spec, acc = results["spec"], results["methods"][method]["accuracy"]
-    stages = ["0 base"] + [f"{k} +{d}" for k, d in enumerate(spec["domains"], start=1)]
+    stages = stage_labels(results, method)
     rows = []
     for i, stage in enumerate(stages):
         cells = []
@@ -190,7 +208,7 @@ def report_markdown(results: dict, plots: Dict[str, str], eval_dir: Optional[str
         "mean ± std over seeds (sample std). A[i][j] = accuracy on task j after stage i. "
         "Adaptation gain = A[k][task of domain k] \u2212 A[0][task], in accuracy points. "
         "Forgetting on an old task = (A[0][old] \u2212 A[K][old]) / A[0][old], in % of the base accuracy "
-        "(positive = worse). Every number is computed per seed first, then averaged.\n")
+        "(positive = worse). Every number is computed per seed first, then averaged." + stage0_note(results) + "\n")
     out.append("## Summary\n")
     out.append(summary_table(results))
     out.append("## Verdict (SONAR vs DCP)\n")
@@ -290,7 +308,7 @@ def readme_section(results: dict, report_path: str = DEFAULT_REPORT_PATH) -> str
         f"Continual pre-training over {_ARROW.join(spec['domains'])}; frozen-probe test accuracy, "
         f"mean ± std over seeds {', '.join(map(str, spec['seeds']))}. Gain: accuracy points on each new "
         f"domain's task right after adapting to it; forgetting: % of base accuracy lost on old tasks "
-        f"({', '.join(spec['old_tasks']) or 'none'}) after the last stage.\n",
+        f"({', '.join(spec['old_tasks']) or 'none'}) after the last stage.{stage0_note(results)}\n",
         summary_table(results),
         verdict_text(results["verdict"]),
     ]

@@ -32,6 +32,13 @@ def clears(mean: float, std: Optional[float], floor_mean: float, floor_std: Opti
     """``mean`` is above ``floor_mean`` by more than the seed spread of both."""
     return bool(mean - floor_mean > seed_noise(std, floor_std))
 
+def base_accuracy(methods: Dict[str, dict]) -> dict:
+    """The ``accuracy`` matrix of a method whose stage 0 is the shared ``base`` model (row 0 is
+    the base model's), else of the first method."""
+    return next((r for r in methods.values() if r.get("stages", ["base"])[0] == "base"),
+                next(iter(methods.values())))["accuracy"]
+
+
 FLOOR = "random"
 """Reference encoder (``reference_results``) that old tasks' base accuracy must clear."""
 
@@ -59,7 +66,7 @@ def old_task_floor(methods: Dict[str, dict], spec: ReportSpec, floor: Optional[d
     out = {}
     if not methods:
         return out
-    acc = next(iter(methods.values()))["accuracy"]  # stage 0 (base) is shared by all methods
+    acc = base_accuracy(methods)
     for task in spec.old_tasks:
         j = spec.tasks.index(task)
         base_mean, base_std = acc["mean"][0][j], acc["std"][0][j]

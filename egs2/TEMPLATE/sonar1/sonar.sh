@@ -313,5 +313,8 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
         ${ssondo_args}
 fi
 
-log "checkpoints (official BEATs format): ${base_dir}/encoder.pt$(for m in ${methods}; do for d in ${domains}; do printf ' %s' "${exp_dir}/${m}/${d}/encoder.pt"; done; done)"
+log "checkpoints (official BEATs format): ${base_dir}/encoder.pt$(for m in ${methods}; do [ "$m" = decar ] || for d in ${domains}; do printf ' %s' "${exp_dir}/${m}/${d}/encoder.pt"; done; done)"
+if [[ " ${methods} " == *" decar "* ]]; then
+    log "DECAR encoders (official BEATs format for a BEATs config, else {'kind': 'decar_efficientnet'}): ${exp_dir}/decar/base/encoder.pt$(for d in ${domains}; do printf ' %s' "${exp_dir}/decar/${d}/encoder.pt"; done)"
+fi
 log "Successfully finished. [elapsed=${SECONDS}s]"

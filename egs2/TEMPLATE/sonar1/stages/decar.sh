@@ -49,7 +49,11 @@ run_stage() {
         python -m espnet2_sonar.bin.make_train_lists --pool_dir "${pool}" --out_dir "${out}/lists" \
             --valid_share "${valid_share}"
     fi
-    log "DECAR ${name}: training on ${pool} (log: ${out}/train/train.log)"
+    if [ "${name}" = random ]; then
+        log "DECAR random: the untrained network, BatchNorm statistics from ${pool} (log: ${out}/train/train.log)"
+    else
+        log "DECAR ${name}: training on ${pool} (log: ${out}/train/train.log)"
+    fi
     mkdir -p "${out}/train"
     # shellcheck disable=SC2086
     ${cuda_cmd} --gpu "${ngpu}" "${out}/train/train.log" \
