@@ -377,7 +377,7 @@ def test_a_method_with_its_own_prior_stage_is_measured_from_it(tmp_path):
     assert s.stage_names("decar")[0] == "decar/prior" and s.stage_names("sonar")[0] == "base"
     r = build_results(load_probe_results(tmp_path, s), s)
     d = r["methods"]["decar"]
-    assert d["stages"] == ["decar/prior", "music", "bio"] and r["spec"]["stage0"]["sonar"] == "base"
+    assert d["stages"] == ["decar/prior", "music", "bio"] and r["methods"]["sonar"]["stages"][0] == "base"
     # gain from decar/prior: instrument 0.50-0.20, 0.40-0.30; forgetting langid (0.40-0.20)/0.40, (0.60-0.30)/0.60
     assert d["gain"]["instrument"]["per_seed"] == pytest.approx({"0": 0.30, "1": 0.10})
     assert d["forgetting_old"]["langid"]["per_seed"] == pytest.approx({"0": 0.5, "1": 0.5})

@@ -285,7 +285,6 @@ def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dic
             "task_domain": {t: spec.task_domain[t] for t in spec.tasks},
             "old_tasks": spec.old_tasks,
             "seeds": list(probes.seeds),
-            "stage0": {m: spec.stage_names(m)[0] for m in spec.methods},
         },
         "methods": methods,
         "summary": {
