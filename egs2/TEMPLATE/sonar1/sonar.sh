@@ -81,8 +81,10 @@ if [ -z "${decar_config}" ]; then
     decar_config=conf/${size}/decar_efficientnet.yaml
     [ -f "${decar_config}" ] || decar_config=conf/${size}/decar_beats.yaml
 fi
+with_decar=false  # is decar among --methods (its stages, floor and checkpoints differ)
+if [[ " ${methods} " == *" decar "* ]]; then with_decar=true; fi
 needed=("${pretrain_iter1_config}" "${tokenizer_config}" "${pretrain_iter2_config}" "${sonar_config}" "${dcp_config}")
-[[ " ${methods} " == *" decar "* ]] && needed+=("${decar_config}")
+if ${with_decar}; then needed+=("${decar_config}"); fi
 for c in "${needed[@]}"; do
     [ -f "$c" ] || { log "config not found: $c"; exit 1; }
 done
@@ -239,7 +241,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
             --out "${exp_dir}/random/encoder.pt" >/dev/null
     fi
     ckpts="base=${base_dir}/encoder.pt random=${exp_dir}/random/encoder.pt"
-    if [[ " ${methods} " == *" decar "* ]]; then
+    if ${with_decar}; then
         ckpts+=" decar/prior=${exp_dir}/decar/base/encoder.pt"
         # DECAR's own floor when its architecture is not the base one (stages/decar.sh)
         if [ -f "${exp_dir}/decar/random/encoder.pt" ]; then
@@ -314,7 +316,7 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
 fi
 
 log "checkpoints (official BEATs format): ${base_dir}/encoder.pt$(for m in ${methods}; do [ "$m" = decar ] || for d in ${domains}; do printf ' %s' "${exp_dir}/${m}/${d}/encoder.pt"; done; done)"
-if [[ " ${methods} " == *" decar "* ]]; then
+if ${with_decar}; then
     log "DECAR encoders (official BEATs format for a BEATs config, else {'kind': 'decar_efficientnet'}): ${exp_dir}/decar/base/encoder.pt$(for d in ${domains}; do printf ' %s' "${exp_dir}/decar/${d}/encoder.pt"; done)"
 fi
 log "Successfully finished. [elapsed=${SECONDS}s]"
