@@ -48,11 +48,20 @@ def test_stage_script_pretrains_then_continues_on_a_domain(tmp_path):
     recipe = REPO / "egs2" / "debian_sounds" / "sonar1"
     cmd = [str(REPO / "egs2" / "TEMPLATE" / "sonar1" / "stages" / "decar.sh"), "--exp_dir", str(exp),
            "--data_dir", str(data), "--domains", "music", "--config", "conf/tiny/decar_efficientnet.yaml",
-           "--train_args", "--max_epoch 1 --batch_size 8 --model_conf num_clusters=4 --model_conf draws_per_epoch=0"]  # fmt: skip
+           "--replay_rho", "0.5", "--train_args", "--max_epoch 1 --batch_size 8 --model_conf num_clusters=4 --model_conf draws_per_epoch=0"]  # fmt: skip
     run(cmd, cwd=recipe)
     base, music = exp / "decar" / "base" / "encoder.pt", exp / "decar" / "music" / "encoder.pt"
     assert base.is_file() and music.is_file()
     assert "Loading pretrained params from" in (exp / "decar" / "music" / "train" / "train.log").read_text()
+    # replay: the continual stage's list holds prior-pool clips at 0.5 : 1, the base stage's none
+    from espnet2_sonar.sampling.mixing import read_kaldi_map
+
+    music_train = read_kaldi_map(exp / "decar" / "music" / "lists" / "train" / "wav.scp")
+    replayed = [k for k in music_train if k.startswith("p")]
+    new = [k for k in music_train if k.startswith("m")]
+    assert len(replayed) == round(0.5 * len(new)) > 0 and len(replayed) + len(new) == len(music_train)
+    assert set(replayed) <= set(read_kaldi_map(data / "pools" / "prior" / "wav.scp"))
+    assert not any(k.startswith("m") for k in read_kaldi_map(exp / "decar" / "base" / "lists" / "train" / "wav.scp"))
     from espnet2_sonar.eval.checkpoints import load_encoder
 
     b, m = load_encoder(base), load_encoder(music)
@@ -69,3 +78,7 @@ def test_stage_script_pretrains_then_continues_on_a_domain(tmp_path):
     out = run(cmd, cwd=recipe)
     assert "skip DECAR base" in out.stderr and "skip DECAR music" in out.stderr and "skip DECAR random" in out.stderr
     assert all(os.stat(p).st_mtime_ns == t for p, t in stamps.items())
+    # kept lists made with another replay ratio are an error, not silently reused
+    music.unlink()
+    bad = run([*cmd[:-4], "--replay_rho", "1", *cmd[-2:]], cwd=recipe, check=False)
+    assert bad.returncode != 0 and "made with --replay_rho 0.5, not 1" in bad.stderr

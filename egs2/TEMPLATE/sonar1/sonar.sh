@@ -37,6 +37,8 @@ sonar_config=""            # continual stage, method sonar       (default conf/$
 dcp_config=""              # continual stage, method dcp         (default conf/${size}/train_dcp.yaml)
 decar_config=""            # DECAR stages, method decar          (default conf/${size}/decar_efficientnet.yaml, the
                            #   paper's CNN, where the size has one (tiny), else conf/${size}/decar_beats.yaml)
+decar_replay_rho=0.5       # DECAR's continual stages replay uniformly drawn prior-pool clips at this
+                           #   ratio to the new ones (SONAR's budget, unstratified; 0: the paper's DECAR)
 sample_args="--max_seconds 4 --num_strata 32"  # args for espnet2_sonar.bin.sonar_sample
 train_args=""           # extra args for every training run
 probe_tasks="langid instrument animal foley"
@@ -61,6 +63,7 @@ Usage: $0 [options]
   --data_dir DIR --exp_dir DIR --subset full|tiny
   --size tiny|small|base       config set under conf/ (tiny: CPU; small: CPU, ~10M teacher; base: GPUs)
   --*_config YAML              override one config (see conf/)
+  --decar_replay_rho R         method decar: prior-pool replay ratio in its continual stages (0: none)
   --train_args "..." --sample_args "..." --probe_args "..."
   --probe_tasks "..." --probe_seeds "0 1 2" --probe_max_per_class 200 --valid_share 0.05
   --report_notes FILE          markdown appended to the report (default local/findings.md, if present)
@@ -189,7 +192,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 3 ]; then
             fi
             # shellcheck disable=SC2086
             stages/decar.sh --exp_dir "${exp_dir}" --data_dir "${data_dir}" --domains "${domains}" \
-                "${decar_init[@]}" --config "${decar_config}" --ngpu "${ngpu}" \
+                "${decar_init[@]}" --config "${decar_config}" --replay_rho "${decar_replay_rho}" --ngpu "${ngpu}" \
                 --valid_share "${valid_share}" ${train_args:+--train_args "${train_args}"}
             continue
         fi

@@ -2,14 +2,19 @@
 # DECAR (clustering-based self-supervised pre-training) for `sonar.sh --methods decar`.
 #
 #   stages/decar.sh --exp_dir DIR --data_dir DIR --domains "music bio env" [--init_ckpt CKPT]
-#                   [--config conf/tiny/decar_efficientnet.yaml] [--ngpu N] [--train_args "..."]
+#                   [--config conf/tiny/decar_efficientnet.yaml] [--replay_rho 0.5] [--ngpu N]
+#                   [--train_args "..."]
 #
 # Run from a recipe dir (egs2/<corpus>/sonar1: path.sh, cmd.sh, utils/, conf/).
 #   base:      DECAR pre-training on ${data_dir}/pools/prior (from --init_ckpt if given: an
 #              official BEATs file for the beats encoder, a decar_efficientnet file otherwise)
 #   <domain>:  continual DECAR on ${data_dir}/pools/<domain>, in --domains order, each stage
 #              starting from the previous stage's full model (encoder + MLP head; the
-#              classifier is re-initialised every epoch anyway)
+#              classifier is re-initialised every epoch anyway). With --replay_rho R > 0 the
+#              stage's training list also holds round(R x |new|) clips of the prior pool, drawn
+#              uniformly at random (seeded) and interleaved with the new ones: plain experience
+#              replay, the same budget as SONAR's (rho 0.5) without its stratification. The
+#              paper's DECAR has no replay (R = 0).
 #   random:    only for an encoder other than BEATs (the EfficientNet), and only without
 #              --init_ckpt: the same seeded network before any training (--max_epoch 0), its
 #              BatchNorm statistics computed on the prior pool as for every export. It is the
@@ -29,25 +34,38 @@ config=conf/tiny/decar_efficientnet.yaml    # DecarTask config (every stage)
 ngpu=0                                      # GPUs for training (0: CPU)
 train_args=""                               # extra args for espnet2_sonar.bin.decar_train
 valid_share=0.05                            # share of each pool held out for validation
+replay_rho=0                                # continual stages: prior-pool replay : new (0: none)
 
-help_message="Usage: $0 --exp_dir DIR --data_dir DIR --domains \"music bio env\" [--init_ckpt CKPT] [--config YAML] [--ngpu N] [--train_args \"...\"] [--valid_share 0.05]"
+help_message="Usage: $0 --exp_dir DIR --data_dir DIR --domains \"music bio env\" [--init_ckpt CKPT] [--config YAML] [--ngpu N] [--train_args \"...\"] [--valid_share 0.05] [--replay_rho R]"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
 [ $# -eq 0 ] || { log "unexpected arguments: $*"; echo "${help_message}" >&2; exit 1; }
 [ -f "${config}" ] || { log "config ${config} not found"; exit 1; }
+[[ "${replay_rho}" =~ ^[0-9]+([.][0-9]+)?$ ]] || { log "--replay_rho must be a number >= 0, got '${replay_rho}'"; exit 1; }
 [ -z "${init_ckpt}" ] || [ -f "${init_ckpt}" ] || { log "--init_ckpt ${init_ckpt} not found"; exit 1; }
 
-# run_stage NAME POOL_DIR [extra training args...]
+# run_stage NAME POOL_DIR RHO [extra training args...]   (RHO: prior-pool replay ratio, 0: none)
 run_stage() {
-    local name=$1 pool=$2; shift 2
+    local name=$1 pool=$2 rho=$3; shift 3
     local out="${exp_dir}/decar/${name}"
     if [ -f "${out}/encoder.pt" ]; then log "skip DECAR ${name} (${out}/encoder.pt exists)"; return; fi
     [ -f "${pool}/wav.scp" ] || { log "${pool}/wav.scp not found (run data preparation first)"; exit 1; }
     mkdir -p "${out}"
+    # lists are kept across reruns, so they record the replay ratio they were made with
+    if [ -f "${out}/lists/replay_rho" ] && [ "$(cat "${out}/lists/replay_rho")" != "${rho}" ]; then
+        log "${out}/lists was made with --replay_rho $(cat "${out}/lists/replay_rho"), not ${rho}: remove ${out} to redo the stage"
+        exit 1
+    fi
     if [ ! -f "${out}/lists/valid/speech_shape" ]; then
+        local replay_args=()
+        if [ "${rho}" != 0 ]; then
+            replay_args=(--replay_scp "${data_dir}/pools/prior/wav.scp" --rho "${rho}")
+            log "DECAR ${name}: replaying prior-pool clips at ${rho} : 1"
+        fi
         python -m espnet2_sonar.bin.make_train_lists --pool_dir "${pool}" --out_dir "${out}/lists" \
-            --valid_share "${valid_share}"
+            --valid_share "${valid_share}" "${replay_args[@]}"
+        echo "${rho}" > "${out}/lists/replay_rho"
     fi
     if [ "${name}" = random ]; then
         log "DECAR random: the untrained network, BatchNorm statistics from ${pool} (log: ${out}/train/train.log)"
@@ -72,15 +90,15 @@ run_stage() {
 
 base_args=()
 [ -z "${init_ckpt}" ] || base_args=(--encoder_conf "init=${init_ckpt}")
-run_stage base "${data_dir}/pools/prior" "${base_args[@]}"
+run_stage base "${data_dir}/pools/prior" 0 "${base_args[@]}"
 if [ -z "${init_ckpt}" ] && [ "$(utils/config_value.sh "${config}" encoder)" != beats ]; then
-    run_stage random "${data_dir}/pools/prior" --max_epoch 0  # the floor: no training step
+    run_stage random "${data_dir}/pools/prior" 0 --max_epoch 0  # the floor: no training step
 fi
 
 prev="${exp_dir}/decar/base"
 for domain in ${domains}; do
     # continue from the previous stage's last epoch: every parameter but the classifier
-    run_stage "${domain}" "${data_dir}/pools/${domain}" --init_param "${prev}/train/latest.pth:::classifier,step"
+    run_stage "${domain}" "${data_dir}/pools/${domain}" "${replay_rho}" --init_param "${prev}/train/latest.pth:::classifier,step"
     prev="${exp_dir}/decar/${domain}"
 done
 log "DECAR encoders: ${exp_dir}/decar/base/encoder.pt$(for d in ${domains}; do printf ' %s' "${exp_dir}/decar/${d}/encoder.pt"; done)"
