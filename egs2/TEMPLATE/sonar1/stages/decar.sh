@@ -59,7 +59,7 @@ run_stage() {
     fi
     if [ ! -f "${out}/lists/valid/speech_shape" ]; then
         local replay_args=()
-        if [ "${rho}" != 0 ]; then
+        if awk -v r="${rho}" 'BEGIN { exit !(r > 0) }'; then  # 0, 0.0, ...: no replay
             replay_args=(--replay_scp "${data_dir}/pools/prior/wav.scp" --rho "${rho}")
             log "DECAR ${name}: replaying prior-pool clips at ${rho} : 1"
         fi
