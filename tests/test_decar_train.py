@@ -82,3 +82,7 @@ def test_stage_script_pretrains_then_continues_on_a_domain(tmp_path):
     music.unlink()
     bad = run([*cmd[:-4], "--replay_rho", "1", *cmd[-2:]], cwd=recipe, check=False)
     assert bad.returncode != 0 and "made with --replay_rho 0.5, not 1" in bad.stderr
+    # lists without the record predate replay: they count as ratio 0
+    (exp / "decar" / "music" / "lists" / "replay_rho").unlink()
+    old = run(cmd, cwd=recipe, check=False)
+    assert old.returncode != 0 and "made with --replay_rho 0, not 0.5" in old.stderr

@@ -53,19 +53,23 @@ run_stage() {
     [ -f "${pool}/wav.scp" ] || { log "${pool}/wav.scp not found (run data preparation first)"; exit 1; }
     mkdir -p "${out}"
     # lists are kept across reruns, so they record the replay ratio they were made with
-    if [ -f "${out}/lists/replay_rho" ] && [ "$(cat "${out}/lists/replay_rho")" != "${rho}" ]; then
-        log "${out}/lists was made with --replay_rho $(cat "${out}/lists/replay_rho"), not ${rho}: remove ${out} to redo the stage"
-        exit 1
-    fi
-    if [ ! -f "${out}/lists/valid/speech_shape" ]; then
+    # (lists without the record predate replay: ratio 0)
+    if [ -f "${out}/lists/valid/speech_shape" ]; then
+        local made; made=$(cat "${out}/lists/replay_rho" 2>/dev/null || echo 0)
+        if [ "${made}" != "${rho}" ]; then
+            log "${out}/lists was made with --replay_rho ${made}, not ${rho}: remove ${out} to redo the stage"
+            exit 1
+        fi
+    else
         local replay_args=()
         if awk -v r="${rho}" 'BEGIN { exit !(r > 0) }'; then  # 0, 0.0, ...: no replay
             replay_args=(--replay_scp "${data_dir}/pools/prior/wav.scp" --rho "${rho}")
             log "DECAR ${name}: replaying prior-pool clips at ${rho} : 1"
         fi
+        mkdir -p "${out}/lists"
+        echo "${rho}" > "${out}/lists/replay_rho"  # first: lists are complete only with valid/speech_shape
         python -m espnet2_sonar.bin.make_train_lists --pool_dir "${pool}" --out_dir "${out}/lists" \
             --valid_share "${valid_share}" "${replay_args[@]}"
-        echo "${rho}" > "${out}/lists/replay_rho"
     fi
     if [ "${name}" = random ]; then
         log "DECAR random: the untrained network, BatchNorm statistics from ${pool} (log: ${out}/train/train.log)"
