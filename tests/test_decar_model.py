@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from decar_fixtures import write_sound_dir
-from espnet2_sonar.decar.augment import SpecAugment
+from espnet2_sonar.decar.augment import BandLimit, SpecAugment
 from espnet2_sonar.decar.checkpoint import KIND, load_encoder_any, save_encoder
 from espnet2_sonar.decar.config import DecarConfig
 from espnet2_sonar.decar.efficientnet import EfficientNetConfig, EfficientNetEncoder
@@ -74,6 +74,57 @@ def test_spec_augment_seeded_and_inside_valid_region():
     assert freq.sum(1).le(20).all() and time.sum(1).le(torch.tensor([20, 12, 4, 0])).all()
     for i, n in enumerate(lengths.tolist()):
         assert not time[i, n:].any()
+
+
+@pytest.mark.timeout(30)
+def test_band_limit_removes_the_band_above_the_cutoff_only():
+    wavs, lengths = _batch(lengths=(16000, 12000, 4000), seed=3)
+    wavs[1, 12000:] = 0.0
+    wavs[2, 4000:] = 0.0
+    full = BandLimit(prob=1.0, min_hz=3000.0, max_hz=5000.0)
+    out = full(wavs, lengths, torch.Generator().manual_seed(0))
+    cut = full.cutoffs(3, torch.Generator().manual_seed(0))
+    assert torch.isfinite(cut).all() and ((cut >= 3000) & (cut <= 5000)).all()
+    n = wavs.shape[1]
+    freqs = torch.fft.rfftfreq(n, d=1 / 16000)
+    for i in range(3):
+        a, b = torch.fft.rfft(wavs[i]).abs(), torch.fft.rfft(out[i]).abs()
+        if i == 0:  # nothing to trim at the end: an exact ideal low-pass
+            assert b[freqs > cut[i] + 20].max() < 1e-3 * a[freqs > cut[i] + 20].max()
+            torch.testing.assert_close(b[freqs < cut[i] - 20], a[freqs < cut[i] - 20], rtol=1e-3, atol=1e-3)
+        else:  # zeroing the ringing past the end leaves a little leakage
+            high = freqs > cut[i] + 200
+            assert b[high].pow(2).sum() < 0.05 * a[high].pow(2).sum()
+        assert (out[i, int(lengths[i]) :] == 0).all()
+    # seeded; prob 0 changes nothing and draws nothing; prob 0.5 keeps some clips as they are
+    again = full(wavs, lengths, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    g = torch.Generator().manual_seed(5)
+    assert torch.equal(BandLimit(prob=0.0)(wavs, lengths, g), wavs)
+    assert torch.equal(g.get_state(), torch.Generator().manual_seed(5).get_state())
+    share = torch.isfinite(BandLimit(prob=0.5).cutoffs(4000, torch.Generator().manual_seed(1))).float().mean()
+    assert 0.45 < share < 0.55
+    with pytest.raises(ValueError, match="lowpass_prob"):
+        DecarConfig(lowpass_prob=1.5)
+    with pytest.raises(ValueError, match="lowpass_min_hz"):
+        DecarConfig(lowpass_min_hz=7000.0, lowpass_max_hz=4000.0)
+
+
+@pytest.mark.timeout(60)
+def test_band_limit_is_a_training_augmentation_only():
+    model = DecarModel(EfficientNetEncoder("tiny"), {"num_clusters": 4, "head_dims": [16], "lowpass_prob": 1.0,
+                                                     "lowpass_min_hz": 2000.0, "lowpass_max_hz": 2000.0})
+    seen = []
+    model.encoder.frontend.register_forward_pre_hook(lambda mod, args: seen.append(args[0].clone()))
+    wavs, lengths = _batch()
+    with torch.no_grad():
+        model.features(wavs, lengths, augment=False)  # feature extraction for clustering: clean
+        model(wavs, lengths, pseudo_label=torch.tensor([0, 1, 2]))  # a training step: band-limited
+    freqs = torch.fft.rfftfreq(wavs.shape[1], d=1 / 16000)
+    high = freqs > 2200
+    energy = [torch.fft.rfft(w[0]).abs()[high].pow(2).sum() for w in seen]
+    assert torch.equal(seen[0], wavs)
+    assert energy[1] < 1e-6 * energy[0]
 
 
 @pytest.mark.timeout(60)

@@ -55,6 +55,11 @@ class DecarConfig:
     """SpecAugment: time masks per clip (training only; 0 disables)."""
     time_mask_ratio: float = 0.1
     """SpecAugment: largest time-mask width as a share of the clip's valid frames."""
+    lowpass_prob: float = 0.0
+    """Band limiting (training only, before SpecAugment): share of clips low-passed at a
+    cutoff ~ U[lowpass_min_hz, lowpass_max_hz] (0 disables, as the paper's DECAR)."""
+    lowpass_min_hz: float = 3000.0
+    lowpass_max_hz: float = 6000.0
 
     def __post_init__(self):
         self.head_dims = [int(d) for d in self.head_dims]
@@ -76,6 +81,12 @@ class DecarConfig:
             raise ValueError("SpecAugment counts and widths must be >= 0")
         if not 0.0 <= self.time_mask_ratio < 1.0:
             raise ValueError(f"time_mask_ratio must be in [0, 1), got {self.time_mask_ratio}")
+        if not 0.0 <= self.lowpass_prob <= 1.0:
+            raise ValueError(f"lowpass_prob must be in [0, 1], got {self.lowpass_prob}")
+        if not 0.0 < self.lowpass_min_hz <= self.lowpass_max_hz:
+            raise ValueError(
+                f"need 0 < lowpass_min_hz <= lowpass_max_hz, got {self.lowpass_min_hz}, {self.lowpass_max_hz}"
+            )
 
     @property
     def feature_dim(self) -> int:

@@ -1,6 +1,6 @@
 """DecarModel: encoder + MLP head + classifier trained with cross-entropy on cluster pseudo-labels.
 
-    speech -> spectrogram -> [SpecAugment, training only] -> encoder -> mean over time [B, D]
+    speech -> [band limit, training only] -> spectrogram -> [SpecAugment, training only] -> encoder -> mean over time [B, D]
       -> head: (Dropout -> Linear -> ReLU) per ``head_dims`` -> feature [B, H]
       -> classifier Linear(H, k) -> CE(logits, pseudo_label)
 
@@ -17,7 +17,7 @@ from torch import nn
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
-from espnet2_sonar.decar.augment import SpecAugment
+from espnet2_sonar.decar.augment import BandLimit, SpecAugment
 from espnet2_sonar.decar.config import DecarConfig
 from espnet2_sonar.decar.encoders import pooled_embedding, spectrogram
 
@@ -46,6 +46,7 @@ class DecarModel(AbsESPnetModel):
         self.head = _mlp(encoder.output_size(), cfg.head_dims, cfg.head_dropout)
         self.classifier = nn.Linear(cfg.feature_dim, cfg.num_clusters)
         self.augment = SpecAugment(cfg.freq_masks, cfg.freq_mask_width, cfg.time_masks, cfg.time_mask_ratio)
+        self.band_limit = BandLimit(cfg.lowpass_prob, cfg.lowpass_min_hz, cfg.lowpass_max_hz)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.reset_classifier_(torch.Generator().manual_seed(cfg.seed))
 
@@ -68,9 +69,12 @@ class DecarModel(AbsESPnetModel):
         if speech.dim() == 3:
             speech = speech.squeeze(-1)
         speech = speech[:, : int(speech_lengths.max())]
+        generator = self._augment_generator() if augment else None
+        if augment and self.band_limit.active:
+            speech = self.band_limit(speech, speech_lengths, generator)
         spec = spectrogram(self.encoder, speech, speech_lengths)
         if augment and self.augment.active:
-            spec.feats = self.augment(spec.feats, spec.frame_lengths, self._augment_generator())
+            spec.feats = self.augment(spec.feats, spec.frame_lengths, generator)
         return self.head(pooled_embedding(self.encoder, spec))
 
     def forward(
