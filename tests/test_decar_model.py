@@ -209,3 +209,21 @@ def test_iterator_adds_pseudo_labels_and_samples_uniformly(tmp_path):
     missing = PseudoLabelIterFactory(dataset, keys, lambda e: tmp_path / "none.labels", 4, uniform=False)
     with pytest.raises(FileNotFoundError, match="none.labels"):
         list(missing.build_iter(1))
+
+
+@pytest.mark.timeout(30)
+def test_a_cosine_schedule_shorter_than_training_is_an_error():
+    import argparse
+
+    from espnet2_sonar.tasks.decar import check_cosine_schedule
+
+    def args(t_max, max_epoch=50, scheduler="cosineannealinglr"):
+        return argparse.Namespace(scheduler=scheduler, scheduler_conf={"T_max": t_max}, max_epoch=max_epoch)
+
+    check_cosine_schedule(args(50))
+    check_cosine_schedule(args(60))
+    check_cosine_schedule(args(10, scheduler=None))  # no schedule: nothing to check
+    with pytest.raises(ValueError, match=r"T_max \(25\) must be >= --max_epoch \(50\)"):
+        check_cosine_schedule(args(25))
+    with pytest.raises(ValueError, match="T_max"):
+        check_cosine_schedule(argparse.Namespace(scheduler="cosineannealinglr", scheduler_conf={}, max_epoch=5))

@@ -39,6 +39,20 @@ encoder_choices = ClassChoices(
 )
 
 
+def check_cosine_schedule(args: argparse.Namespace) -> None:
+    """A cosine schedule (epoch-wise) must not end before training does: past ``T_max``
+    CosineAnnealingLR climbs back to the initial lr, which no one asking for a decay wants."""
+    if getattr(args, "scheduler", None) != "cosineannealinglr":
+        return
+    t_max = (getattr(args, "scheduler_conf", None) or {}).get("T_max")
+    max_epoch = getattr(args, "max_epoch", None)
+    if t_max is None or max_epoch is None or int(t_max) < int(max_epoch):
+        raise ValueError(
+            f"--scheduler cosineannealinglr: scheduler_conf T_max ({t_max}) must be >= --max_epoch "
+            f"({max_epoch}); past T_max the learning rate rises again. Set T_max to max_epoch."
+        )
+
+
 class DecarTask(AudioTask):
     num_optimizers: int = 1
     class_choices_list = [encoder_choices]
@@ -60,6 +74,7 @@ class DecarTask(AudioTask):
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> DecarModel:
+        check_cosine_schedule(args)
         config = DecarConfig.from_dict(args.model_conf)
         encoder = encoder_choices.get_class(args.encoder)(**args.encoder_conf)
         return DecarModel(encoder=encoder, config=config)
