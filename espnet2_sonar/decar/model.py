@@ -1,6 +1,7 @@
 """DecarModel: encoder + MLP head + classifier trained with cross-entropy on cluster pseudo-labels.
 
-    speech -> [band limit, training only] -> spectrogram -> [SpecAugment, training only] -> encoder -> mean over time [B, D]
+    speech -> [band limit, training only] -> spectrogram -> [SpecAugment, training only]
+      -> encoder -> mean over time [B, D]
       -> head: (Dropout -> Linear -> ReLU) per ``head_dims`` -> feature [B, H]
       -> classifier Linear(H, k) -> CE(logits, pseudo_label)
 
