@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's Python 3.12 venv, cached outside the clone and keyed on
-# requirements.txt; then install this checkout into it (editable, no deps: seconds).
+# requirements.txt and requirements-nodeps.txt (packages installed without their dependencies);
+# then install this checkout into it (editable, no deps: seconds).
 # Usage: source scripts/venv.sh   (exports SONAR_VENV and puts its bin/ first on PATH)
 set -euo pipefail
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _cache="${SONAR_CACHE:-$HOME/.cache/espnet2_sonar}"
-_key="$(sha256sum "$_root/requirements.txt" | cut -c1-12)"
+_key="$(cat "$_root/requirements.txt" "$_root/requirements-nodeps.txt" | sha256sum | cut -c1-12)"
 export SONAR_VENV="$_cache/venv-py312-$_key"
 
 _find_py312() {
@@ -26,6 +27,7 @@ if [ ! -f "$SONAR_VENV/.complete" ]; then
     $_py -m venv "$SONAR_VENV"
     "$SONAR_VENV/bin/pip" install -q --upgrade pip >&2
     "$SONAR_VENV/bin/pip" install -q -r "$_root/requirements.txt" >&2
+    "$SONAR_VENV/bin/pip" install -q --no-deps -r "$_root/requirements-nodeps.txt" >&2
     touch "$SONAR_VENV/.complete"
 fi
 # Editable install of this checkout (console entry points); PYTHONPATH makes every process

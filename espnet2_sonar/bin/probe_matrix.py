@@ -3,7 +3,7 @@
 
     python -m espnet2_sonar.bin.probe_matrix --task_dir data/tasks --out_dir exp/eval \
         --ckpts "base=exp/base/encoder.pt sonar/music=exp/sonar/music/encoder.pt" \
-        --tasks "langid instrument animal foley" --seeds "0 1 2"
+        --tasks "voice_gender prior_sfx instrument animal foley" --seeds "0 1 2"
 
 Writes ``out_dir/<name>/<task>/seed<N>.json`` (the same JSON as ``bin/probe.py``), skipping
 results that exist, so an interrupted stage resumes. Pooled embeddings are cached per
@@ -69,7 +69,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpts", required=True, help='"NAME=PATH ..." (NAME may contain "/")')
     p.add_argument("--task_dir", required=True, help="dir with <task>/{train,valid,test}/")
-    p.add_argument("--tasks", default="langid instrument animal foley")
+    p.add_argument("--tasks", default="voice_gender prior_sfx instrument animal foley")
     p.add_argument("--seeds", default="0 1 2")
     p.add_argument("--out_dir", required=True)
     p.add_argument("--cache_dir", default=None)

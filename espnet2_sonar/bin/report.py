@@ -1,8 +1,8 @@
 """Continual-learning report (recipe stage 7): tables, plots, verdict.
 
     python -m espnet2_sonar.bin.report --eval_dir EXP/eval --exp_dir EXP \\
-        --methods "sonar dcp" --domains "music bio env" --tasks "langid instrument animal foley" \\
-        --out_dir EXP/report [--task_domain langid=speech,instrument=music,animal=bio,foley=env]
+        --methods "sonar dcp" --domains "music bio env" --tasks "voice_gender prior_sfx instrument animal foley" \\
+        --out_dir EXP/report [--task_domain voice_gender=prior,prior_sfx=prior,instrument=music,...]
 
 Reads EVAL_DIR/<base|method/domain>/<task>/seed<N>.json (stage 6) and, for codebook plots,
 EXP_DIR/<method>/<domain>/checkpoint.pth (or train.log). Writes OUT_DIR/results.json,
@@ -34,7 +34,7 @@ def parse_pairs(option: str):
 
 
 parse_task_domain = parse_pairs("--task_domain")
-"""``"langid=speech,instrument=music"`` -> ``{"langid": "speech", "instrument": "music"}``."""
+"""``"voice_gender=prior,instrument=music"`` -> ``{"voice_gender": "prior", "instrument": "music"}``."""
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -43,7 +43,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp_dir", default=None, help="experiment dir with <method>/<domain> stage dirs")
     p.add_argument("--methods", required=True, help='e.g. "sonar dcp"')
     p.add_argument("--domains", required=True, help='adapted domains in stage order, e.g. "music bio env"')
-    p.add_argument("--tasks", required=True, help='probe tasks, e.g. "langid instrument animal foley"')
+    p.add_argument("--tasks", required=True, help='probe tasks, e.g. "voice_gender prior_sfx instrument animal foley"')
     p.add_argument("--seeds", default=None, help='expected probe seeds (default: all found), e.g. "0 1 2"')
     p.add_argument("--task_domain", type=parse_task_domain,
                    default=",".join(f"{t}={d}" for t, d in DEFAULT_TASK_DOMAIN.items()),
@@ -52,7 +52,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="method=name pairs: a method whose stage 0 is its own model, not the shared "
                         "base (DECAR pre-trains on the prior pool itself); comma-separated")
     p.add_argument("--out_dir", required=True)
-    p.add_argument("--references", default="random decar/random decar/prior",
+    p.add_argument("--references", default="random logmel decar/random decar/prior",
                    help="encoders under eval_dir shown beside the matrix (absent ones are skipped)")
     p.add_argument("--notes", default=None,
                    help="markdown file appended to report.md and README_section.md (e.g. what was "

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Export a trained SonarTask / TokenizerTask experiment dir.
+"""Export a trained SonarTask / TokenizerTask / TeacherDistillTask experiment dir.
 
     python -m espnet2_sonar.bin.sonar_export --exp_dir exp/sonar/music [--out_dir DIR]
 
 Writes to out_dir (default: exp_dir):
-    encoder.pt    the student encoder in official BEATs format ({'cfg', 'model'}) (SonarTask)
-    tokenizer.pt  the (evolved) tokenizer in official BEATs tokenizer format
+    encoder.pt    the student encoder in official BEATs format ({'cfg', 'model'}) (SonarTask,
+                  TeacherDistillTask)
+    tokenizer.pt  the (evolved) tokenizer in official BEATs tokenizer format (SonarTask, TokenizerTask)
     model.pth     the whole ESPnet model state (predictor and heads seed the next stage)
     packed.zip    ESPnet-packed model (config.yaml + model file) for sharing
 The model file is ``latest.pth`` (last epoch; SSL losses of a growing codebook are not
@@ -33,6 +34,11 @@ def find_model_file(exp_dir: Path) -> Path:
     return epochs[-1][1]
 
 
+def is_teacher_experiment(config: dict) -> bool:
+    """TeacherDistillTask configs name a ``teacher``; the other tasks do not."""
+    return "teacher" in config
+
+
 def is_tokenizer_experiment(config: dict) -> bool:
     """TokenizerTask configs carry ``tokenizer_train_conf``; SonarTask configs do not."""
     return "tokenizer_train_conf" in config
@@ -53,6 +59,8 @@ def export(exp_dir: str | Path, out_dir: str | Path | None = None) -> dict:
     model_file = find_model_file(exp_dir)
     if is_tokenizer_experiment(config):
         from espnet2_sonar.tasks.tokenizer import TokenizerTask as Task
+    elif is_teacher_experiment(config):
+        from espnet2_sonar.tasks.teacher_distill import TeacherDistillTask as Task
     else:
         from espnet2_sonar.tasks.sonar import SonarTask as Task
     model, _ = Task.build_model_from_file(config_file, model_file, device="cpu")
@@ -63,7 +71,8 @@ def export(exp_dir: str | Path, out_dir: str | Path | None = None) -> dict:
     else:
         save_official(model.encoder, out_dir / "encoder.pt")
         written["encoder"] = out_dir / "encoder.pt"
-        tokenizer = model.targets.exportable_tokenizer()
+        targets = getattr(model, "targets", None)  # a teacher-distilled encoder has no tokenizer
+        tokenizer = targets.exportable_tokenizer() if targets is not None else None
     if tokenizer is not None:
         save_official_tokenizer(tokenizer, out_dir / "tokenizer.pt")
         written["tokenizer"] = out_dir / "tokenizer.pt"

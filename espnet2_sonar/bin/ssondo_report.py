@@ -2,7 +2,7 @@
 """S-SONDO report from the recipe's probe results.
 
     python -m espnet2_sonar.bin.ssondo_report --eval_dir exp/ssondo/eval \\
-        --tasks "langid instrument animal foley" --out_dir exp/ssondo/report
+        --tasks "voice_gender prior_sfx instrument animal foley" --out_dir exp/ssondo/report
 
 Reads ``eval_dir/{teacher,<student>_<bds|random>[_s<seed>]}/<task>/seed*.json`` and writes
 ``report.md`` + ``report.json``: parameter counts, size ratio, probe accuracy per task,
@@ -19,7 +19,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--eval_dir", required=True)
-    p.add_argument("--tasks", default="langid instrument animal foley")
+    p.add_argument("--tasks", default="voice_gender prior_sfx instrument animal foley")
     p.add_argument("--out_dir", required=True)
     p.add_argument("--target", type=float, default=85.0, help="retained %% of the teacher's mean accuracy")
     p.add_argument("--min_ratio", type=float, default=10.0, help="students at least this many times smaller")

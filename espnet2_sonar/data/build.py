@@ -86,7 +86,12 @@ def collect_candidates(pkgs: list[ExtractedPackage], skipped: list) -> list[Cand
             if f.member.lower().endswith(".sf2"):
                 cands += _sf2_candidates(pkg.name, f.member, path, r, skipped)
                 continue
-            group = f.member if r.target == "foley" else str(PurePosixPath(f.member).parent / recording_group(f.member))
+            if r.speaker:  # a voice / unit / creature: all its recordings share a split
+                group = r.speaker
+            elif r.target == "foley":
+                group = f.member
+            else:
+                group = str(PurePosixPath(f.member).parent / recording_group(f.member))
             stem = PurePosixPath(f.member.split("!/")[-1]).stem
             cands.append(Candidate(_rec_id(pkg.name, stem, f.sha1), pkg.name, f.member, path, f.sha1, r,
                                    group=f"{pkg.name}/{group}"))
@@ -204,7 +209,8 @@ def build_corpus(out: str | Path, spec: SubsetSpec, cache: str | Path, nj: int =
         labelled = name.startswith("tasks/")
         utts = []
         for c, segs in members[name]:
-            spk = c.route.speaker if (c.route.speaker and name.startswith("tasks/langid")) else c.rec_id
+            spk = c.route.speaker if (c.route.speaker and labelled) else c.rec_id
+            spk = sanitize(spk, 48) if spk != c.rec_id else spk
             for k in range(len(segs)):
                 p = str(_seg_out(out, c, segs, k, dur[c.rec_id]))
                 d = seg_result.get(p)

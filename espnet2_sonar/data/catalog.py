@@ -10,9 +10,10 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-TASKS = ("langid", "instrument", "animal", "foley")
+TASKS = ("voice_gender", "prior_sfx", "instrument", "animal", "foley")
+"""voice_gender and prior_sfx are the old tasks: held-out recordings of the prior pool's own
+sources (game voices and sound effects). instrument, animal, foley are the new domains' tasks."""
 POOLS = ("prior", "music", "bio", "env", "speech")
-LANGS = ("en", "es", "fr", "it", "ru")  # langid classes: the asterisk prompt languages
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,9 @@ class Route:
 
     target: a task (``TASKS``) or pool (``POOLS``) name.
     label: the class for a task, None for a pool.
-    collection: source collection; langid and animal splits are made per collection.
-    speaker: a speaker id where one is known (langid), else None (utterance = speaker).
+    collection: source collection; animal splits are made per collection.
+    speaker: a speaker (voice, unit or creature) where one is known, else None (utterance =
+        speaker); it is also the split unit, so one voice never spans two splits.
     fallback: pool that takes the file when its task does not (class dropped, capped).
     """
 
@@ -43,8 +45,8 @@ def _lang(code: str) -> str:
 
 
 def _speech(pkg: str, lang: str, collection: str) -> Route:
-    if lang in LANGS:
-        return Route("langid", lang, collection, f"{collection}-{lang}", fallback="speech")
+    # Spoken language ID is retired: every speech source has one voice per language (or
+    # another channel per split), so no features learnt it across voices. Speech is a pool.
     return Route("speech", collection=collection)
 
 
@@ -173,10 +175,23 @@ _ZERO_AD_ANIMAL = [
 ]
 
 
+_ZERO_AD_VOICE = re.compile(r"voice/([a-z]+)/civ/civ_(male|female)_")
+_ZERO_AD_DEATH = re.compile(r"actor/human/death/(male|female)_death")
+
+
 def _zero_ad(pkg: str, member: str) -> Route | None:
     if "!/audio/" not in member:
         return None
     inner = member.split("!/audio/", 1)[1]
+    m = _ZERO_AD_VOICE.match(inner)
+    if m:  # one voice per (civilisation, gender): the split unit
+        civ, sex = m.groups()
+        return Route("voice_gender", sex, f"{pkg}/{civ}", f"0ad-{civ}-{sex}", fallback="prior")
+    m = _ZERO_AD_DEATH.match(inner)
+    if m:
+        return Route("voice_gender", m.group(1), f"{pkg}/death", f"0ad-{_stem(member)}", fallback="prior")
+    if re.match(r"interface/(select|complete|ui)/", inner):
+        return Route("prior_sfx", "interface", pkg, f"0ad-{_stem(member)}", fallback="prior")
     for pat, label in _ZERO_AD_ANIMAL:
         if re.search(pat, inner):
             return Route("animal", label, pkg, fallback="bio")
@@ -236,7 +251,29 @@ def _megaglest(pkg: str, member: str) -> Route | None:
         return Route("animal", "cattle" if stem.startswith("cow") else "pig", pkg, fallback="bio")
     if "/water_sounds/" in member:
         return Route("env")
+    if unit or "/commondata/" in member:
+        m = _UNIT_ACTION.match(stem)
+        if m:  # unit voices and combat sounds; the unit (its voice) is the split unit
+            who = f"{_faction(member)}/{u}" if unit else f"common/{m.group(1)}"
+            return Route("prior_sfx", _UNIT_ACTIONS[m.group(2)], pkg, f"megaglest-{who}", fallback="prior")
     return Route("prior")
+
+
+def _faction(member: str) -> str:
+    m = re.search(r"/factions/([^/]+)/", member)
+    return m.group(1) if m else "common"
+
+
+# megaglest unit sound stems: '<unit>_<action><take>' (commondata) or '<action><take>' (unit dirs)
+_UNIT_ACTION = re.compile(r"^(?:(.+?)_)?(ack|select|attack|die|hit)\d*$")
+_UNIT_ACTIONS = {"ack": "voice", "select": "voice", "attack": "attack", "die": "death", "hit": "pain"}
+
+_WESNOTH_ATTACK = re.compile(
+    r"^(axe|bow|bow-puny|club|crossbow|dagger-swish|dart|flail|hatchet|knife|mace|sling|sling-big|spear|staff"
+    r"|sword|throwing-knife|throw|fist|claws|bite|bite-small|pincers|tail|net|thunderstick|dragonstick|gunshot"
+    r"|squishy-strike|mud-fist|mud-glob|ink)(-fire)?(-miss)?-?\d*$")
+_WESNOTH_MAGIC = re.compile(r"^(magic|magicmissile|lightning|flame-big|entangle|heal|petrified|slowed|poison)")
+_WESNOTH_CRY = re.compile(r"^([a-z-]+?)-(die|hit)-?\d*$")
 
 
 def _wesnoth(pkg: str, member: str) -> Route | None:
@@ -247,6 +284,16 @@ def _wesnoth(pkg: str, member: str) -> Route | None:
         return Route("animal", "horse", pkg, fallback="bio")
     if "/ambient/" in member:
         return Route("bio") if stem.startswith(("birds", "morning", "night")) else Route("env")
+    m = _WESNOTH_CRY.match(stem)
+    if m:  # the creature's voice is the split unit
+        return Route("prior_sfx", "death" if m.group(2) == "die" else "pain", pkg, f"wesnoth-{m.group(1)}",
+                     fallback="prior")
+    m = _WESNOTH_ATTACK.match(stem)
+    if m:
+        return Route("prior_sfx", "attack", pkg, f"wesnoth-{m.group(1)}", fallback="prior")
+    if _WESNOTH_MAGIC.match(stem):
+        spell = re.sub(r"(-miss)?-?\d*$", "", stem)
+        return Route("prior_sfx", "magic", pkg, f"wesnoth-{spell}", fallback="prior")
     return Route("prior")
 
 
@@ -307,7 +354,7 @@ def _vocalpy(pkg: str, member: str) -> Route | None:
 
 
 def _tuxpaint_data(pkg: str, member: str) -> Route | None:
-    return Route("prior")
+    return Route("prior_sfx", "interface", pkg, f"tuxpaint-{_stem(member)}", fallback="prior")
 
 
 _ROUTERS = [

@@ -3,7 +3,7 @@
 Sets (output layout under ``--out``)::
 
     pools/{prior,music,bio,env,speech}/          unlabelled (wav.scp, utt2spk, spk2utt, utt2dur)
-    tasks/{langid,instrument,animal,foley}/{train,valid,test}/   labelled (+ utt2label)
+    tasks/{voice_gender,prior_sfx,instrument,animal,foley}/{train,valid,test}/   labelled (+ utt2label)
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ class SubsetSpec:
 
     name: str
     sources: tuple[SourceSpec, ...]
-    langid_splits: dict = field(default_factory=dict)
-    """langid source collection -> split: train and test come from different sources."""
     split_fractions: tuple[float, float, float] = (0.55, 0.15, 0.3)
     """train/valid/test share of recording groups (instrument, foley, single-source classes)."""
     max_per_class_split: int | None = None
@@ -38,8 +36,10 @@ class SubsetSpec:
     """cap on minutes per unlabelled pool."""
     pool_max_recording_s: dict = field(default_factory=dict)
     """at most this many seconds are taken from one recording for each pool."""
-    pool_adds_task_train: dict = field(default_factory=lambda: {"bio": ("animal",)})
-    """pool -> tasks whose *train* recordings the pool also uses (never valid/test)."""
+    pool_adds_task_train: dict = field(
+        default_factory=lambda: {"bio": ("animal",), "prior": ("voice_gender", "prior_sfx")})
+    """pool -> tasks whose *train* recordings the pool also uses (never valid/test): the old
+    tasks' training recordings stay in the prior pool the base model learns from."""
     task_max_recording_s: float = 60.0
     """at most this many seconds of one recording in a task (long ambiences)."""
     segment_s: float = 10.0
@@ -73,8 +73,7 @@ TINY = SubsetSpec(
     name="tiny",
     sources=_debs(*(f"asterisk-core-sounds-{lang}-gsm" for lang in ("en", "es", "fr", "it", "ru")),
                   "asterisk-prompt-fr-armelle", "asterisk-prompt-es-co", "klettres-data",
-                  "timgm6mb-soundfont", "minetest-data", "tuxpaint-data") + WHEELS,
-    langid_splits={"asterisk-core-sounds": "train", "asterisk-prompt": "valid", "klettres": "test"},
+                  "timgm6mb-soundfont", "minetest-data", "tuxpaint-data", "wesnoth-1.16-data") + WHEELS,
     max_per_class_split=3,
     pool_minutes={"prior": 1.0, "music": 0.5, "bio": 1.0, "env": 1.0, "speech": 1.0},
     pool_max_recording_s={"prior": 10, "music": 10, "bio": 10, "env": 10, "speech": 10},
@@ -88,8 +87,6 @@ FULL = SubsetSpec(
                   "ktuberling-data", "tuxpaint-stamps-default", "tuxpaint-data",
                   "fluid-soundfont-gm", "wesnoth-1.16-music", "wesnoth-1.16-data", "0ad-data",
                   "megaglest-data", "widelands-data", "minetest-data") + WHEELS,
-    langid_splits={"asterisk-core-sounds": "train", "asterisk-prompt": "valid", "ktuberling": "valid",
-                   "tuxpaint-stamps": "test", "klettres": "test"},
     pool_minutes={"prior": 60.0, "music": 60.0, "bio": 60.0, "env": 60.0, "speech": 60.0},
     pool_max_recording_s={"prior": 30, "music": 60, "bio": 180, "env": 120, "speech": 30},
 )

@@ -5,8 +5,8 @@
    is kept and routed like its task copy, if any.
 2. Every recording goes to exactly one place: one split of one task, or one pool. So no
    recording is in two splits, nor in a labelled set and a pool.
-3. Split units: langid by source collection (``SubsetSpec.langid_splits``); animal by
-   (class, source collection); instrument by SF2 instrument; foley by source file.
+3. Split units: animal by (class, source collection); instrument by SF2 instrument; foley by
+   source file; the old tasks (voice_gender, prior_sfx) by speaker (a voice, unit or creature).
    Segments of one recording always share its split.
 """
 
@@ -149,25 +149,19 @@ def assign(cands: list[Candidate], spec: SubsetSpec, seed: int) -> Assignment:
         rng = random.Random(f"{seed}-{task}")
         items = sorted(by_task[task], key=lambda c: c.rec_id)
         split_of: dict[str, str] = {}
-        if task == "langid":
-            for c in items:
-                s = spec.langid_splits.get(c.route.collection)
-                if s is not None:
-                    split_of[c.rec_id] = s
-        else:
-            by_label: dict[str, list[Candidate]] = defaultdict(list)
-            for c in items:
-                by_label[c.route.label].append(c)
-            for label in sorted(by_label):
-                group_items = by_label[label]
-                if task == "animal":
-                    split_of.update(_split_by_collection(group_items, spec, rng))
-                else:  # instrument: SF2 instrument groups; foley: one group per file
-                    sizes: dict[str, int] = defaultdict(int)
-                    for c in group_items:
-                        sizes[c.group] += 1
-                    g2s = split_groups(dict(sizes), spec.split_fractions, rng)
-                    split_of.update({c.rec_id: g2s[c.group] for c in group_items})
+        by_label: dict[str, list[Candidate]] = defaultdict(list)
+        for c in items:
+            by_label[c.route.label].append(c)
+        for label in sorted(by_label):
+            group_items = by_label[label]
+            if task == "animal":
+                split_of.update(_split_by_collection(group_items, spec, rng))
+            else:  # instrument: SF2 instrument; foley: file; old tasks: speaker
+                sizes: dict[str, int] = defaultdict(int)
+                for c in group_items:
+                    sizes[c.group] += 1
+                g2s = split_groups(dict(sizes), spec.split_fractions, rng)
+                split_of.update({c.rec_id: g2s[c.group] for c in group_items})
         train_labels = {c.route.label for c in items if split_of.get(c.rec_id) == "train"}
         for c in items:
             s = split_of.get(c.rec_id)

@@ -7,8 +7,10 @@ Accepted inputs:
   ``espnet2_sonar.beats.interop.load_official``;
 * a self-describing checkpoint of another encoder family, a dict with a ``kind`` key,
   dispatched through :data:`KIND_LOADERS`: ``decar_efficientnet`` (DECAR's CNN,
-  ``espnet2_sonar.decar.checkpoint``) and ``ssondo_student`` (an exported S-SONDO student,
-  ``espnet2_sonar.ssondo.upstream``);
+  ``espnet2_sonar.decar.checkpoint``), ``ssondo_student`` (an exported S-SONDO student,
+  ``espnet2_sonar.ssondo.upstream``), ``logmel_stats`` (the log-mel-statistics floor,
+  ``espnet2_sonar.eval.logmel_floor``) and ``frame_teacher`` (a pretrained teacher whose
+  weights ship in a package, ``espnet2_sonar.teachers``: a reference row);
 * a packed / trained ESPnet model: a ``*.pth`` state dict (or ESPnet's resume
   ``checkpoint.pth`` holding one under ``model``) whose encoder parameters carry the prefix
   ``encoder.``, plus the ``config.yaml`` beside it whose ``encoder_conf`` holds either the
@@ -37,6 +39,8 @@ ENCODER_PREFIX = "encoder."
 KIND_LOADERS: Dict[str, str] = {
     "decar_efficientnet": "espnet2_sonar.decar.checkpoint:efficientnet_from_checkpoint",
     "ssondo_student": "espnet2_sonar.ssondo.upstream:student_from_state",
+    "logmel_stats": "espnet2_sonar.eval.logmel_floor:logmel_from_checkpoint",
+    "frame_teacher": "espnet2_sonar.teachers.registry:teacher_from_checkpoint",
 }
 """``ckpt['kind']`` -> ``"module:function"``; the function takes ``(ckpt, source)`` and returns
 an encoder with the frozen-evaluation interface (``extract_layers``, ``patch_lengths``, ...).

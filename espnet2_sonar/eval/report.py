@@ -30,9 +30,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from espnet2_sonar.eval.metrics import adaptation_gain, relative_forgetting
-from espnet2_sonar.eval.verdict import FLOOR, drift_verdict, old_task_floor, task_chance, verdict
+from espnet2_sonar.eval.verdict import FLOOR, drift_verdict, old_task_floor, task_chance, task_floors, verdict
 
-DEFAULT_TASK_DOMAIN = {"langid": "speech", "instrument": "music", "animal": "bio", "foley": "env"}
+DEFAULT_TASK_DOMAIN = {"voice_gender": "prior", "prior_sfx": "prior", "instrument": "music", "animal": "bio",
+                       "foley": "env", "langid": "speech"}
 CODEBOOK_KEYS = ("codebook_size", "code_perplexity", "dead_codes", "codes_added", "protected_codes")
 
 _SEED_FILE = re.compile(r"^seed(-?\d+)\.json$")
@@ -270,11 +271,13 @@ def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dic
     ``codebook`` (per method, per domain, per key: train means per epoch); ``missing``;
     ``references`` (as given, e.g. :func:`reference_results`) and ``old_task_floor`` (base
     vs the ``random`` reference per old task, which the verdict takes into account);
+    ``task_floors`` (per task: chance, every reference's accuracy, learnability);
     ``drift`` (as given, :func:`load_drift`) and ``verdict["drift"]`` (:func:`drift_verdict`).
     Accuracies and forgetting are fractions, gains are absolute accuracy differences.
     """
     methods = {m: method_results(probes, spec, m) for m in spec.methods}
-    floor_check = old_task_floor(methods, spec, (references or {}).get(FLOOR), task_chance(probes, spec))
+    chance = task_chance(probes, spec)
+    floor_check = old_task_floor(methods, spec, (references or {}).get(FLOOR), chance)
     decision = verdict(methods, floor_check=floor_check)
     decision["drift"] = drift_verdict(drift or {})
     return {
@@ -293,6 +296,7 @@ def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dic
         },
         "verdict": decision,
         "old_task_floor": floor_check,
+        "task_floors": task_floors(references or {}, chance, list(spec.tasks)),
         "drift": drift or {},
         "references": references or {},
         "codebook": codebook or {},

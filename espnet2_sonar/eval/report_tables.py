@@ -9,7 +9,7 @@ import io
 import math
 from typing import Dict, List, Optional
 
-from espnet2_sonar.eval.verdict import FLOOR, base_accuracy, clears
+from espnet2_sonar.eval.verdict import FLOOR, MEASURABLE_MARGIN, base_accuracy, clears
 
 DEFAULT_REPORT_PATH = "egs2/debian_sounds/sonar1/exp/report/report.md"
 _ARROW = " \u2192 "
@@ -73,9 +73,10 @@ def verdict_text(v: dict) -> str:
     elif v["sonar_wins"]:
         head = "**Verdict: SONAR meets both criteria** (less forgetting than DCP while keeping most of its gain)."
     elif v.get("measurable") is False:
+        weak = v["old_tasks_not_learnt"] + v.get("old_tasks_narrow_margin", [])
         head = ("**Verdict: not measurable on this run**: the base model has not learnt the old task(s) "
-                f"{', '.join(v['old_tasks_not_learnt'])} (it does not clear the random-init floor), so neither "
-                "method has anything there to forget.")
+                f"{', '.join(weak)} (it does not clear the random-init floor by {MEASURABLE_MARGIN * 100:.0f} "
+                "points or more), so neither method has enough there to forget.")
     else:
         head = "**Verdict: SONAR does not meet both criteria.**"
     return head + "\n\n" + "\n".join(lines) + "\n"
@@ -120,6 +121,22 @@ def floor_table(results: dict) -> Optional[str]:
         if name != FLOOR:
             rows.append(row(name, name, [per_task[t] for t in spec["tasks"]]))
     return _table(["encoder"] + [_task_head(results, t) for t in spec["tasks"]], rows)
+
+
+def task_floor_table(results: dict) -> Optional[str]:
+    """Task x (domain, chance, every reference, learnable) from ``results['task_floors']``."""
+    floors = results.get("task_floors") or {}
+    if not floors:
+        return None
+    spec = results["spec"]
+    names = list(dict.fromkeys(n for e in floors.values() for n in e["references"]))
+    rows = []
+    for task, e in floors.items():
+        chance = "—" if e["chance"] is None else f"{e['chance'] * 100:.1f}"
+        learnable = "—" if e["learnable"] is None else ("yes" if e["learnable"] else "**no**")
+        rows.append([task, spec["task_domain"][task] + (" (old)" if task in spec["old_tasks"] else ""), chance]
+                    + [fmt(e["references"].get(n)) for n in names] + [learnable])
+    return _table(["task", "domain", "chance"] + [f"`{n}`" for n in names] + ["learnable"], rows)
 
 
 def stage_labels(results: dict, method: Optional[str] = None) -> List[str]:
@@ -238,11 +255,21 @@ def report_markdown(results: dict, plots: Dict[str, str], eval_dir: Optional[str
         out.append(f"## {title}\n")
         out.append(note + "\n")
         out.append(_per_task_table(results, key, mean_key, signed) or "No task qualifies.\n")
+    floors_table = task_floor_table(results)
+    if floors_table:
+        out.append("## Tasks: chance, floors and learnability (%)\n")
+        out.append("Per task: chance (majority class of the test set), the log-mel-statistics floor "
+                   "(`logmel`: mean + std over time of the 128 fbank bands, same probe), the random-init "
+                   "floor (`random`) and any teacher (`teacher/*`, the most the base could learn from it). "
+                   "A task is learnable when some reference clears chance by more than its seed std.\n")
+        out.append(floors_table)
     refs = results.get("references") or {}
     if refs:
         out.append("## Reference encoders (%)\n")
         out.append("Encoders outside the stage matrix, probed the same way: `random` is a randomly "
                    "initialised encoder of the base architecture (the floor every method must clear); "
+                   "`logmel` the log-mel-statistics floor; `teacher/<name>` a frozen pretrained teacher the "
+                   "base model was distilled from (`--base_teacher`); "
                    "`decar/prior` is DECAR's pre-training stage on the prior pool; `decar/random`, when "
                    "present, is DECAR's own architecture (the EfficientNet) before any training, the "
                    "floor of DECAR's encoders.\n")
@@ -259,13 +286,16 @@ def report_markdown(results: dict, plots: Dict[str, str], eval_dir: Optional[str
     checked = {t: e for t, e in floor.items() if e["learnt"] is not None}
     if checked:
         out.append("Did the base model learn the old tasks? Forgetting is informative only where it "
-                   "clears the random-init floor by more than the seed std of both:\n")
+                   "clears the random-init floor by more than the seed std of both, and by at least "
+                   f"{MEASURABLE_MARGIN * 100:.0f} points (measurable):\n")
         rows = [[t, fmt({"mean": e["base"], "std": e["base_std"]}), fmt({"mean": e["floor"], "std": e["floor_std"]}),
                  "yes" if e["learnt"] else "**no**",
+                 "—" if e.get("margin") is None else f"{e['margin'] * 100:+.1f}"
+                 + ("" if e.get("wide_margin") else " **narrow**"),
                  "—" if e.get("chance") is None else f"{e['chance'] * 100:.1f}",
                  "—" if e.get("above_chance") is None else ("yes" if e["above_chance"] else "**no**")]
                 for t, e in checked.items()]
-        out.append(_table(["old task", "base (%)", "random floor (%)", "clears the floor", "chance (%)",
+        out.append(_table(["old task", "base (%)", "random floor (%)", "clears the floor", "margin (pts)", "chance (%)",
                            "base above chance"], rows))
     drift = {m: d for m, d in (results.get("drift") or {}).items() if m != "random"}
     if drift:

@@ -2,9 +2,11 @@
 
 * :func:`verdict`: lower mean forgetting on old tasks than DCP, and at least
   ``GAIN_SHARE`` of DCP's mean adaptation gain;
-* :func:`old_task_floor` / :func:`task_chance`: did the base model learn each old task at
-  all (above the random-init floor by more than seed noise; above chance)? Forgetting on a
-  task it never learnt is noise, and the verdict says so;
+* :func:`old_task_floor` / :func:`task_chance`: did the base model learn each old task
+  (above the random-init floor by more than seed noise and by ``MEASURABLE_MARGIN``; above
+  chance)? Forgetting on a task it never learnt is noise, and the verdict says so;
+* :func:`task_floors`: per task, chance, the log-mel and random-init floors, and whether any
+  reference learns it at all (learnability);
 * :func:`load_drift` / :func:`drift_verdict`: the label-free comparison from
   ``bin/drift`` (representation drift from the base model on old-domain audio).
 """
@@ -41,6 +43,11 @@ def base_accuracy(methods: Dict[str, dict]) -> dict:
 
 FLOOR = "random"
 """Reference encoder (``reference_results``) that old tasks' base accuracy must clear."""
+LOGMEL = "logmel"
+"""Reference encoder of the log-mel-statistics floor (``bin/reference_encoder --kind logmel_stats``)."""
+MEASURABLE_MARGIN = 0.10
+"""An old task is measurable when the base model clears the random-init floor by more than
+seed noise and by at least this many accuracy points (DESIGN.md: "by a wide margin")."""
 
 
 def task_chance(probes: ProbeResults, spec: ReportSpec) -> Dict[str, float]:
@@ -57,7 +64,8 @@ def old_task_floor(methods: Dict[str, dict], spec: ReportSpec, floor: Optional[d
     """Per old task: does the base model clear the random-init floor by more than seed noise?
 
     ``learnt`` is True when mean(base) - mean(floor) > std(base) + std(floor), False when
-    not, None when the floor was not evaluated. Forgetting is only informative on a task the
+    not, None when the floor was not evaluated; ``wide_margin`` when that difference
+    (``margin``) is at least ``MEASURABLE_MARGIN``. Forgetting is only informative on a task the
     base model has learnt: below the floor it measures features no better than random ones.
     ``above_chance`` compares the base accuracy with the majority-class share of the test set
     (None if unknown): a base model below chance has learnt features that do not transfer to
@@ -71,14 +79,38 @@ def old_task_floor(methods: Dict[str, dict], spec: ReportSpec, floor: Optional[d
         j = spec.tasks.index(task)
         base_mean, base_std = acc["mean"][0][j], acc["std"][0][j]
         entry = {"base": base_mean, "base_std": base_std, "floor": None, "floor_std": None, "learnt": None,
-                 "chance": None, "above_chance": None}
+                 "margin": None, "wide_margin": None, "chance": None, "above_chance": None}
         ref = (floor or {}).get(task)
         if ref and ref.get("n"):
+            margin = base_mean - ref["mean"]
             entry |= {"floor": ref["mean"], "floor_std": ref["std"],
-                      "learnt": clears(base_mean, base_std, ref["mean"], ref["std"])}
+                      "learnt": clears(base_mean, base_std, ref["mean"], ref["std"]),
+                      "margin": margin, "wide_margin": bool(margin >= MEASURABLE_MARGIN)}
         c = (chance or {}).get(task, math.nan)
         if math.isfinite(c):
             entry |= {"chance": c, "above_chance": bool(base_mean > c)}
+        out[task] = entry
+    return out
+
+
+def task_floors(references: Dict[str, dict], chance: Dict[str, float], tasks: List[str]) -> Dict[str, dict]:
+    """Per task: chance (majority class of the test set), the log-mel-statistics floor, the
+    random-init floor, and every other reference encoder; ``learnable`` when some reference
+    clears chance by more than its seed std (None when no reference or no chance is known).
+
+    A task no reference learns from its training split cannot tell encoders apart.
+    """
+    out = {}
+    for task in tasks:
+        c = chance.get(task, math.nan)
+        refs = {name: per_task[task] for name, per_task in references.items()
+                if per_task.get(task, {}).get("n")}
+        entry = {"chance": c if math.isfinite(c) else None,
+                 "references": {n: {"mean": r["mean"], "std": r["std"], "n": r["n"]} for n, r in refs.items()},
+                 "learnable": None, "learnt_by": []}
+        if refs and math.isfinite(c):
+            entry["learnt_by"] = sorted(n for n, r in refs.items() if clears(r["mean"], r["std"], c, 0.0))
+            entry["learnable"] = bool(entry["learnt_by"])
         out[task] = entry
     return out
 
@@ -102,6 +134,7 @@ def verdict(methods: Dict[str, dict], share: float = GAIN_SHARE, floor_check: Op
     if not finite:
         return out | {"available": False, "reason": "forgetting or gain is missing (NaN) for sonar or dcp"}
     unlearnt = sorted(t for t, e in (floor_check or {}).items() if e["learnt"] is False)
+    narrow = sorted(t for t, e in (floor_check or {}).items() if e["learnt"] and e.get("wide_margin") is False)
     below_chance = sorted(t for t, e in (floor_check or {}).items() if e.get("above_chance") is False)
     noise = seed_noise(sf.get("std"), df.get("std"))
     out |= {
@@ -110,8 +143,9 @@ def verdict(methods: Dict[str, dict], share: float = GAIN_SHARE, floor_check: Op
         "forgetting_lower": bool(s_f < d_f),
         "gain_ratio": s_g / d_g if d_g > 0 else None,
         "gain_ok": bool(s_g >= share * d_g),
-        "measurable": not unlearnt,
+        "measurable": not unlearnt and not narrow,
         "old_tasks_not_learnt": unlearnt,
+        "old_tasks_narrow_margin": narrow,
         "old_tasks_below_chance": below_chance,
         "forgetting_gap_within_noise": bool(abs(s_f - d_f) <= noise) if noise > 0 else None,
     }
@@ -125,6 +159,9 @@ def verdict(methods: Dict[str, dict], share: float = GAIN_SHARE, floor_check: Op
     if unlearnt:
         notes.append(f"the base model does not clear the random-init floor on {', '.join(unlearnt)} by more "
                      "than seed noise, so forgetting there is measured on features no better than random ones")
+    if narrow:
+        notes.append(f"the base model clears the random-init floor on {', '.join(narrow)} by less than "
+                     f"{MEASURABLE_MARGIN * 100:.0f} points, too little for forgetting there to be read")
     if below_chance:
         notes.append(f"the base model is below chance (the majority-class share of the test set) on "
                      f"{', '.join(below_chance)}: its features there do not transfer to the test sources, so "

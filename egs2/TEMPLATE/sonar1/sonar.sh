@@ -2,7 +2,8 @@
 # SONAR recipe stages (shared by every egs2/<corpus>/sonar1 recipe; run.sh only sets options).
 #
 #   1. data prep (local/data.sh)                       -> ${data_dir}/pools, ${data_dir}/tasks
-#   2. base model: --base_ckpt, or BEATs iterations on the prior pool
+#   2. base model: --base_ckpt; or --base_teacher NAME (the encoder regresses a frozen pretrained
+#      teacher's frame features on the prior pool); or BEATs iterations on the prior pool
 #      (random-projection tokens -> MAM -> tokenizer distillation -> MAM) -> ${exp_dir}/base
 #   3. task-relevant stratified replay sampling for each domain (sonar only)
 #   4. continual pre-training on each domain (staged: each continues from the previous)
@@ -24,12 +25,15 @@ domains="music bio env" # new domains, adapted to in this order
 methods="sonar dcp"     # continual methods: sonar, dcp, decar
 base_ckpt=""            # official BEATs checkpoint: skips base pre-training
 base_tokenizer=""       # official BEATs tokenizer checkpoint (else distilled from the base model)
+base_teacher=""         # frozen frame teacher for base pre-training (ge2e: the GE2E voice encoder of the
+                        #   Resemblyzer wheel); empty: BEATs iterations. Also probed as a reference row.
 nj=2                    # parallel jobs for data prep / embedding
 ngpu=0                  # GPUs for training (0: CPU)
 data_dir=data           # corpus output
 exp_dir=exp             # experiments
 subset=full             # corpus subset: full | tiny
 size=tiny               # config set: conf/tiny (CPU), conf/small (CPU, ~10M: the S-SONDO teacher) or conf/base (GPUs, official BEATs size)
+pretrain_teacher_config="" # base from --base_teacher              (default conf/${size}/pretrain_teacher.yaml)
 pretrain_iter1_config=""   # MAM with random-projection tokens   (default conf/${size}/pretrain_iter1.yaml)
 tokenizer_config=""        # tokenizer distillation              (default conf/${size}/tokenizer.yaml)
 pretrain_iter2_config=""   # MAM with the distilled tokenizer    (default conf/${size}/pretrain_iter2.yaml)
@@ -41,7 +45,7 @@ decar_replay_rho=0.5       # DECAR's continual stages replay uniformly drawn pri
                            #   ratio to the new ones (SONAR's budget, unstratified; 0: the paper's DECAR)
 sample_args="--max_seconds 4 --num_strata 32"  # args for espnet2_sonar.bin.sonar_sample
 train_args=""           # extra args for every training run
-probe_tasks="langid instrument animal foley"
+probe_tasks="voice_gender prior_sfx instrument animal foley"  # old tasks (prior pool) first
 probe_seeds="0 1 2"
 probe_args=""           # extra args for espnet2_sonar.bin.probe_matrix
 probe_max_per_class=200 # probe on at most this many clips per class and split (0: all)
@@ -59,6 +63,7 @@ Usage: $0 [options]
   --methods "sonar dcp"        continual methods to run
   --base_ckpt PATH             official BEATs checkpoint; skips base pre-training
   --base_tokenizer PATH        official BEATs tokenizer checkpoint
+  --base_teacher NAME          base pre-training regresses a frozen teacher's frames (ge2e)
   --nj N --ngpu N              parallel jobs / GPUs
   --data_dir DIR --exp_dir DIR --subset full|tiny
   --size tiny|small|base       config set under conf/ (tiny: CPU; small: CPU, ~10M teacher; base: GPUs)
@@ -75,6 +80,7 @@ EOF
 . ./cmd.sh
 . utils/parse_options.sh
 [ $# -eq 0 ] || { log "unexpected arguments: $*"; exit 1; }
+: "${pretrain_teacher_config:=conf/${size}/pretrain_teacher.yaml}"
 : "${pretrain_iter1_config:=conf/${size}/pretrain_iter1.yaml}"
 : "${tokenizer_config:=conf/${size}/tokenizer.yaml}"
 : "${pretrain_iter2_config:=conf/${size}/pretrain_iter2.yaml}"
@@ -86,7 +92,8 @@ if [ -z "${decar_config}" ]; then
 fi
 with_decar=false  # is decar among --methods (its stages, floor and checkpoints differ)
 if [[ " ${methods} " == *" decar "* ]]; then with_decar=true; fi
-needed=("${pretrain_iter1_config}" "${tokenizer_config}" "${pretrain_iter2_config}" "${sonar_config}" "${dcp_config}")
+needed=("${tokenizer_config}" "${sonar_config}" "${dcp_config}")
+if [ -n "${base_teacher}" ]; then needed+=("${pretrain_teacher_config}"); else needed+=("${pretrain_iter1_config}" "${pretrain_iter2_config}"); fi
 if ${with_decar}; then needed+=("${decar_config}"); fi
 for c in "${needed[@]}"; do
     [ -f "$c" ] || { log "config not found: $c"; exit 1; }
@@ -101,7 +108,8 @@ base_dir=${exp_dir}/base
 
 # Train one ESPnet model unless it finished before (marker file), resuming otherwise.
 #   train_model MODULE OUT_DIR CONFIG TRAIN_DIR VALID_DIR [extra training args...]
-#   MODULE: sonar_train (MAM / SONAR / DCP) or tokenizer_train (tokenizer distillation)
+#   MODULE: sonar_train (MAM / SONAR / DCP), tokenizer_train (tokenizer distillation) or
+#           teacher_distill (base encoder from a frozen frame teacher)
 train_model() {
     local module=$1 out=$2 config=$3 train=$4 valid=$5; shift 5
     if [ -f "${out}/.done" ]; then log "skip training ${out} (done)"; return; fi
@@ -151,6 +159,12 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     make_lists "${base_dir}/lists" "${pool_dir}/prior"
     if [ -n "${base_ckpt}" ]; then
         cp "${base_ckpt}" "${base_dir}/encoder.pt"
+    elif [ -n "${base_teacher}" ] && [ ! -f "${base_dir}/encoder.pt" ]; then
+        # the encoder regresses the teacher's frame features; its tokenizer is distilled from it below
+        train_model teacher_distill "${base_dir}/teacher" "${pretrain_teacher_config}" "${base_dir}/lists/train" "${base_dir}/lists/valid" \
+            --teacher "${base_teacher}"
+        export_model "${base_dir}/teacher"
+        cp "${base_dir}/teacher/encoder.pt" "${base_dir}/encoder.pt"
     elif [ ! -f "${base_dir}/encoder.pt" ]; then
         train_model sonar_train "${base_dir}/iter1" "${pretrain_iter1_config}" "${base_dir}/lists/train" "${base_dir}/lists/valid"
         export_model "${base_dir}/iter1"
@@ -243,7 +257,18 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         python -m espnet2_sonar.bin.random_encoder --like "${base_dir}/encoder.pt" --seed 0 \
             --out "${exp_dir}/random/encoder.pt" >/dev/null
     fi
-    ckpts="base=${base_dir}/encoder.pt random=${exp_dir}/random/encoder.pt"
+    # floor: mean + std of the log-mel bands (what the input alone gives a probe)
+    if [ ! -f "${exp_dir}/floors/logmel.pt" ]; then
+        python -m espnet2_sonar.bin.reference_encoder --kind logmel_stats --out "${exp_dir}/floors/logmel.pt" >/dev/null
+    fi
+    ckpts="base=${base_dir}/encoder.pt random=${exp_dir}/random/encoder.pt logmel=${exp_dir}/floors/logmel.pt"
+    if [ -n "${base_teacher}" ]; then  # reference: the most the base could learn from its teacher
+        if [ ! -f "${exp_dir}/floors/teacher_${base_teacher}.pt" ]; then
+            python -m espnet2_sonar.bin.reference_encoder --kind teacher --teacher "${base_teacher}" \
+                --out "${exp_dir}/floors/teacher_${base_teacher}.pt" >/dev/null
+        fi
+        ckpts+=" teacher/${base_teacher}=${exp_dir}/floors/teacher_${base_teacher}.pt"
+    fi
     if ${with_decar}; then
         ckpts+=" decar/prior=${exp_dir}/decar/base/encoder.pt"
         # DECAR's own floor when its architecture is not the base one (stages/decar.sh)
@@ -284,8 +309,11 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     log "Stage 7: report -> ${exp_dir}/report"
     notes_args=()
     [ -n "${report_notes}" ] && [ -f "${report_notes}" ] && notes_args=(--notes "${report_notes}")
+    references="random logmel decar/random decar/prior"
+    [ -n "${base_teacher}" ] && references+=" teacher/${base_teacher}"
     python -m espnet2_sonar.bin.report --eval_dir "${exp_dir}/eval" --exp_dir "${exp_dir}" \
         --methods "${methods}" --domains "${domains}" --tasks "${probe_tasks}" --out_dir "${exp_dir}/report" \
+        --references "${references}" \
         "${notes_args[@]}"
     log "report: ${exp_dir}/report/report.md"
 fi

@@ -8,10 +8,13 @@ domains="music bio env"   # new domains, in order
 methods="sonar dcp"       # continual methods compared
 subset=full               # corpus: full (the recipe) or tiny (tests)
 size=tiny                 # configs: conf/tiny (CPU) or conf/base (GPUs)
+base_teacher=ge2e         # base model: regresses the GE2E voice encoder's frames on the prior pool
+                          #   (weights from the Resemblyzer wheel); "" for BEATs iterations
 
 ./sonar.sh \
     --domains "${domains}" \
     --methods "${methods}" \
     --subset "${subset}" \
     --size "${size}" \
+    --base_teacher "${base_teacher}" \
     "$@"

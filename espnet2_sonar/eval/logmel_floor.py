@@ -1,0 +1,47 @@
+"""The log-mel-statistics floor: what a probe learns from the input spectrum alone.
+
+``LogMelStats`` has the frozen-evaluation interface of an encoder (``extract_layers``,
+``patch_lengths``) and one "layer" of one step: the mean and standard deviation over time of
+each of the 128 log-mel bands BEATs reads (the same Kaldi fbank and normalisation), [B, 1, 256].
+The probe then runs unchanged, so a task whose probes beat this floor by no more than
+noise is one the encoder adds nothing to. Its file is ``{'kind': 'logmel_stats'}``.
+"""
+
+from typing import List, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from espnet2_sonar.beats.frontend import BeatsFrontend
+
+KIND = "logmel_stats"
+
+
+class LogMelStats(nn.Module):
+    """Waveforms [B, T] -> [[B, 1, 256]]: per-band mean || std of the fbank over valid frames."""
+
+    def __init__(self):
+        super().__init__()
+        self.frontend = BeatsFrontend()
+
+    @torch.no_grad()
+    def extract_layers(self, wavs: Tensor, lengths: Tensor) -> List[Tensor]:
+        out = self.frontend(wavs, lengths)
+        x, n = out.fbank, out.frame_lengths.clamp(min=1).to(out.fbank.device)
+        keep = (torch.arange(x.shape[1], device=x.device)[None, :] < n[:, None])[..., None].float()
+        mean = (x * keep).sum(1) / n[:, None]
+        var = ((x - mean[:, None]).pow(2) * keep).sum(1) / n[:, None]
+        return [torch.cat([mean, var.clamp(min=0).sqrt()], dim=-1)[:, None, :]]
+
+    def patch_lengths(self, lengths: Tensor) -> Tensor:
+        return torch.ones_like(lengths, dtype=torch.long)
+
+
+def logmel_checkpoint() -> dict:
+    return {"kind": KIND}
+
+
+def logmel_from_checkpoint(ckpt: Mapping, source: str) -> LogMelStats:
+    if ckpt.get("kind") != KIND:
+        raise ValueError(f"{source}: not a log-mel-statistics floor file (expected kind={KIND!r})")
+    return LogMelStats().eval()
