@@ -78,18 +78,50 @@ def test_animal_split_by_collection_and_no_overlap():
 
 
 @pytest.mark.timeout(30)
-def test_langid_train_and_test_from_different_sources():
+def test_speech_is_a_pool_and_the_old_tasks_route_prior_sources():
+    # spoken language ID is retired: every speech source goes to the speech pool
+    for p, m in (("asterisk-core-sounds-fr-wav", "usr/share/asterisk/sounds/fr/hello.wav"),
+                 ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/animals/birds/crow_desc_fr.ogg"),
+                 ("ktuberling-data", "usr/share/ktuberling/sounds/fr/hat.ogg")):
+        assert route(p, m).target == "speech"
+    zero_ad = "usr/share/games/0ad/mods/public/public.zip!/audio/"
+    assert route("0ad-data", zero_ad + "voice/greek/civ/civ_female_build_2.ogg") == Route(
+        "voice_gender", "female", "0ad-data/greek", "0ad-greek-female", fallback="prior")
+    assert route("0ad-data", zero_ad + "actor/human/death/male_death_12.ogg").label == "male"
+    assert route("0ad-data", zero_ad + "interface/select/building/sel_temple.ogg").label == "interface"
+    assert route("0ad-data", zero_ad + "voice/hellenes/civ/other.ogg").target == "prior"
+    glest = "usr/share/games/megaglest/techs/megapack/"
+    r = route("megaglest-data", glest + "factions/norsemen/units/swordman/sounds/swordman_ack2.wav")
+    assert (r.target, r.label, r.speaker) == ("prior_sfx", "voice", "megaglest-norsemen/swordman")
+    assert route("megaglest-data", glest + "factions/magic/units/daemon/sounds/die3.wav").label == "death"
+    assert route("megaglest-data", glest + "commondata/sounds/archmage_attack4.wav").speaker == "megaglest-common/archmage"
+    assert route("megaglest-data", glest + "commondata/sounds/worker_mine2.wav").target == "foley"
+    wes = "usr/share/games/wesnoth/1.16/data/core/sounds/"
+    assert route("wesnoth-1.16-data", wes + "orc-small-die-2.ogg").speaker == "wesnoth-orc-small"
+    assert route("wesnoth-1.16-data", wes + "crossbow-fire-miss.ogg").label == "attack"
+    assert route("wesnoth-1.16-data", wes + "magic-holy-miss-3.ogg").speaker == "wesnoth-magic-holy"
+    assert route("wesnoth-1.16-data", wes + "wolf-die-1.ogg").target == "animal"
+    assert route("tuxpaint-data", "usr/share/tuxpaint/sounds/bubble.wav").label == "interface"
+
+
+@pytest.mark.timeout(30)
+def test_old_tasks_split_by_speaker_so_no_voice_spans_two_splits():
     spec = get_subset("full")
-    members = [("asterisk-core-sounds-fr-wav", "usr/share/asterisk/sounds/fr/hello.wav"),
-               ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/animals/birds/crow_desc_fr.ogg"),
-               ("ktuberling-data", "usr/share/ktuberling/sounds/fr/hat.ogg"),
-               ("klettres-data", "usr/share/klettres/ca/alpha/a.ogg")]
-    cands = [_cand(i, route(p, m), source=p) for i, (p, m) in enumerate(members)]
+    cands, i = [], 0
+    for civ in ("greek", "latin", "persian", "napatan", "iberian"):
+        for sex in ("male", "female"):
+            for _ in range(4):
+                cands.append(_cand(i, Route("voice_gender", sex, f"0ad/{civ}", f"0ad-{civ}-{sex}", fallback="prior"),
+                                   group=f"0ad-{civ}-{sex}"))
+                i += 1
     asg = assign(cands, spec, seed=0)
-    where = {c.source: s for s, lst in asg.tasks["langid"].items() for c in lst}
-    assert where == {"asterisk-core-sounds-fr-wav": "train", "tuxpaint-stamps-default": "test",
-                     "ktuberling-data": "valid"}
-    assert [c.source for c in asg.pools["speech"]] == ["klettres-data"]  # Catalan: no langid class
+    split_of = {}
+    for s, lst in asg.tasks["voice_gender"].items():
+        for c in lst:
+            assert split_of.setdefault(c.group, s) == s
+    assert set(split_of.values()) == {"train", "valid", "test"}
+    for sex in ("male", "female"):  # every class is in every split, from other voices
+        assert {s for g, s in split_of.items() if g.endswith(f"-{sex}")} == {"train", "valid", "test"}
 
 
 @pytest.mark.timeout(30)
@@ -111,3 +143,23 @@ def test_routes_and_groups():
 def test_subset_spec_unknown_key():
     with pytest.raises(ValueError, match="bogus"):
         SubsetSpec.from_dict({"name": "x", "sources": [], "bogus": 1})
+
+
+@pytest.mark.timeout(30)
+def test_a_speaker_in_several_classes_keeps_one_split():
+    spec = get_subset("full")
+    cands, i = [], 0
+    for creature in [f"c{k}" for k in range(12)]:
+        for label in ("death", "pain", "attack"):
+            for _ in range(2):
+                cands.append(_cand(i, Route("prior_sfx", label, "wes", creature, fallback="prior"), group=creature))
+                i += 1
+    asg = assign(cands, spec, seed=1)
+    split_of = {}
+    for s, lst in asg.tasks["prior_sfx"].items():
+        for c in lst:
+            assert split_of.setdefault(c.group, s) == s, c.group
+    assert set(split_of.values()) == {"train", "valid", "test"} and len(split_of) == 12
+    fixed = split_groups({"a": 1, "b": 1, "c": 1, "d": 1}, (0.6, 0.15, 0.25), random.Random(0),
+                         fixed={"a": "test", "z": "train"})
+    assert fixed["a"] == "test" and set(fixed.values()) == {"train", "valid", "test"}

@@ -17,6 +17,7 @@ def _run(args, tmp_path, timeout):
     cmd = [
         "./run.sh", "--subset", "tiny", "--data_dir", str(tmp_path / "data"), "--exp_dir", str(tmp_path / "exp"),
         "--domains", "env bio", "--probe_seeds", "0 1", "--probe_max_per_class", "20",
+        "--probe_tasks", "prior_sfx instrument animal foley",  # the tiny corpus has no voice_gender source
         "--train_args", "--max_epoch 1 --num_iters_per_epoch 2 --batch_size 4", *args,
     ]
     return subprocess.run(cmd, cwd=RECIPE, env=env, capture_output=True, text=True, timeout=timeout)
@@ -41,6 +42,12 @@ def test_recipe_end_to_end_on_the_tiny_corpus(tmp_path):
         assert set(dcp_flags[1::2]) == {"0"}  # DCP has no replay
     results = json.loads((exp / "report" / "results.json").read_text())
     assert {"sonar", "dcp"} <= set(results["methods"]) if isinstance(results.get("methods"), (list, dict)) else True
+    # the default base regresses the GE2E teacher; the teacher and the log-mel floor are reference rows
+    assert (exp / "base" / "teacher" / "encoder.pt").is_file() and not (exp / "base" / "iter1").exists()
+    assert {"random", "logmel", "teacher/ge2e"} <= set(results["references"])
+    assert results["spec"]["old_tasks"] == ["prior_sfx"]
+    assert set(results["task_floors"]["prior_sfx"]["references"]) >= {"random", "logmel", "teacher/ge2e"}
+    assert "## Tasks: chance, floors and learnability" in (exp / "report" / "report.md").read_text()
     assert (exp / "report" / "report.md").read_text().strip()
     assert list((exp / "report").glob("*.png"))
     assert "encoder.pt" in proc.stderr  # prints where the checkpoints are

@@ -394,3 +394,48 @@ def test_a_method_with_its_own_prior_stage_is_measured_from_it(tmp_path):
     assert main(args + ["--stage0", "decar=base"])["methods"]["decar"]["stages"][0] == "base"
     with pytest.raises(SystemExit):
         main(args + ["--stage0", "decar"])
+
+
+@pytest.mark.timeout(60)
+def test_an_old_task_cleared_by_less_than_ten_points_is_not_measurable(tmp_path):
+    from espnet2_sonar.eval.report import reference_results
+
+    base = {0: [0.70, 0.50, 0.40], 1: [0.70, 0.40, 0.50]}  # langid without seed spread
+    for floor, measurable in ((0.65, False), (0.55, True)):
+        root = tmp_path / str(floor)
+        write_probes(root, dict(ACC, base=base, random={0: [floor, 0.3, 0.3], 1: [floor, 0.3, 0.3]}))
+        probes = load_probe_results(root, spec())
+        r = build_results(probes, spec(), references=reference_results(root, spec(), ["random"], probes.seeds))
+        check = r["old_task_floor"]["langid"]
+        assert check["learnt"] is True and check["margin"] == pytest.approx(0.70 - floor)
+        assert check["wide_margin"] is measurable and r["verdict"]["measurable"] is measurable
+        md = report_markdown(r, {})
+        assert ("**narrow**" in md) is (not measurable) and ("not measurable" in md) is (not measurable)
+
+
+@pytest.mark.timeout(60)
+def test_every_task_gets_chance_floors_and_a_learnability_check(tmp_path):
+    from espnet2_sonar.eval.report import reference_results
+    from espnet2_sonar.eval.verdict import task_floors
+
+    # chance 0.5 on every task; logmel learns instrument only, random learns nothing
+    acc = dict(ACC, random={0: [0.45, 0.50, 0.40], 1: [0.55, 0.50, 0.50]},
+               logmel={0: [0.50, 0.80, 0.40], 1: [0.50, 0.84, 0.50]})
+    write_probes(tmp_path, acc)
+    for path in tmp_path.glob("*/*/seed*.json"):
+        data = json.loads(path.read_text())
+        data["per_class"] = {"a": {"n_test": 5}, "b": {"n_test": 5}}
+        path.write_text(json.dumps(data))
+    probes = load_probe_results(tmp_path, spec())
+    refs = reference_results(tmp_path, spec(), ["random", "logmel"], probes.seeds)
+    r = build_results(probes, spec(), references=refs)
+    floors = r["task_floors"]
+    assert floors["instrument"]["learnable"] is True and floors["instrument"]["learnt_by"] == ["logmel"]
+    assert floors["langid"]["learnable"] is False and floors["animal"]["learnable"] is False
+    assert floors["langid"]["chance"] == pytest.approx(0.5)
+    assert floors["instrument"]["references"]["logmel"]["mean"] == pytest.approx(0.82)
+    md = report_markdown(r, {})
+    table = md.split("## Tasks: chance, floors and learnability (%)")[1]
+    assert "| instrument | music | 50.0 | 50.0 ± 0.0 | 82.0 ± 2.8 | yes |" in table
+    assert "| langid | speech (old) | 50.0 |" in table and "**no**" in table
+    assert task_floors({}, {"x": 0.5}, ["x"])["x"]["learnable"] is None  # nothing probed: unknown

@@ -37,7 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="output data dir (pools/, tasks/, audio/, summary.md)")
     p.add_argument("--subset", default="full", choices=sorted(SUBSETS),
-                   help="tiny: <100 MB download, seconds to build (tests, CI); full: the recipe corpus")
+                   help="tiny: <250 MB download, seconds to build (tests, CI); full: the recipe corpus")
     p.add_argument("--cache", default=None,
                    help="download/extraction cache (default: $SONAR_CACHE or ~/.cache/espnet2_sonar)")
     p.add_argument("--nj", type=int, default=2, help="parallel processes (default 2)")

@@ -225,7 +225,9 @@ def build_corpus(out: str | Path, spec: SubsetSpec, cache: str | Path, nj: int =
         train = {u.label for u, _ in set_utts.get(f"tasks/{task}/train", [])}
         for s in ("valid", "test"):
             name = f"tasks/{task}/{s}"
-            for u, _ in set_utts.get(name, []):
+            if name not in set_utts:  # the subset has no source for this task
+                continue
+            for u, _ in set_utts[name]:
                 if u.label not in train:
                     excluded.append((u.path, f"{task}: class {u.label!r} has no training data"))
             set_utts[name] = [(u, r) for u, r in set_utts.get(name, []) if u.label in train]

@@ -6,7 +6,8 @@
 2. Every recording goes to exactly one place: one split of one task, or one pool. So no
    recording is in two splits, nor in a labelled set and a pool.
 3. Split units: animal by (class, source collection); instrument by SF2 instrument; foley by
-   source file; the old tasks (voice_gender, prior_sfx) by speaker (a voice, unit or creature).
+   source file; the old tasks (voice_gender, prior_sfx) by speaker (a voice, unit or creature),
+   and a speaker heard in several classes keeps one split for all of them.
    Segments of one recording always share its split.
 """
 
@@ -96,16 +97,27 @@ def _deficit_assign(sizes: dict[str, int], order: list[str], splits: tuple[str, 
     return out
 
 
-def split_groups(sizes: dict[str, int], fractions: tuple[float, float, float], rng: random.Random) -> dict[str, str]:
+def split_groups(sizes: dict[str, int], fractions: tuple[float, float, float], rng: random.Random,
+                 fixed: dict[str, str] | None = None) -> dict[str, str]:
     """Groups -> split; one group: train; two: train/test; three or more: each split gets at
-    least one group, the rest follow the train/valid/test fractions (by clip count)."""
+    least one group, the rest follow the train/valid/test fractions (by clip count).
+
+    ``fixed``: groups whose split is already decided (a speaker met in another class of the
+    task keeps its split); they count towards the shares, and the other groups fill the
+    splits they leave empty first."""
+    fixed = {g: fixed[g] for g in sizes if fixed and g in fixed}
     order = sorted(sizes)
     rng.shuffle(order)
-    if len(order) == 1:
-        return {order[0]: "train"}
-    if len(order) == 2:
-        return {order[0]: "train", order[1]: "test"}
-    seeded = {order[0]: "train", order[1]: "test", order[2]: "valid"}
+    if not fixed:
+        if len(order) == 1:
+            return {order[0]: "train"}
+        if len(order) == 2:
+            return {order[0]: "train", order[1]: "test"}
+        seeded = {order[0]: "train", order[1]: "test", order[2]: "valid"}
+        return _deficit_assign(sizes, order, SPLITS, fractions, seeded)
+    free = [g for g in order if g not in fixed]
+    empty = [s for s in ("train", "test", "valid") if s not in fixed.values()]
+    seeded = dict(fixed) | dict(zip(free, empty))
     return _deficit_assign(sizes, order, SPLITS, fractions, seeded)
 
 
@@ -149,6 +161,7 @@ def assign(cands: list[Candidate], spec: SubsetSpec, seed: int) -> Assignment:
         rng = random.Random(f"{seed}-{task}")
         items = sorted(by_task[task], key=lambda c: c.rec_id)
         split_of: dict[str, str] = {}
+        group_split: dict[str, str] = {}  # a group (speaker) met in several classes keeps one split
         by_label: dict[str, list[Candidate]] = defaultdict(list)
         for c in items:
             by_label[c.route.label].append(c)
@@ -160,7 +173,8 @@ def assign(cands: list[Candidate], spec: SubsetSpec, seed: int) -> Assignment:
                 sizes: dict[str, int] = defaultdict(int)
                 for c in group_items:
                     sizes[c.group] += 1
-                g2s = split_groups(dict(sizes), spec.split_fractions, rng)
+                g2s = split_groups(dict(sizes), spec.split_fractions, rng, fixed=group_split)
+                group_split.update(g2s)
                 split_of.update({c.rec_id: g2s[c.group] for c in group_items})
         train_labels = {c.route.label for c in items if split_of.get(c.rec_id) == "train"}
         for c in items:

@@ -4,7 +4,7 @@
     --encoder beats --encoder_conf {arch: tiny, init: null, config: {}}
     --model_conf {student_layer: -1, teacher_layer: -1}   (FrameRegressionConfig)
 
-Data as in SonarTask (``speech``). Export with ``bin/sonar_export`` (the encoder only).
+Data as in SonarTask (``speech``; an ``is_replay`` list is accepted and ignored). Export with ``bin/sonar_export`` (the encoder only).
 """
 
 import argparse
@@ -31,6 +31,10 @@ class TeacherDistillTask(AudioTask):
         group.add_argument("--teacher", default="ge2e", choices=sorted(TEACHERS),
                            help="frozen frame teacher whose weights ship in a package")
         cls.add_model_arguments(group)
+
+    @classmethod
+    def optional_data_names(cls, train: bool = True, inference: bool = False):
+        return ("is_replay",)  # the recipe's lists carry it; regression treats every clip alike
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> FrameRegressionModel:
