@@ -20,6 +20,8 @@ def _task(name: str):
         from espnet2_sonar.tasks.ssondo import SsondoTask as task
     elif name == "tokenizer.yaml":
         from espnet2_sonar.tasks.tokenizer import TokenizerTask as task
+    elif name == "pretrain_teacher.yaml":
+        from espnet2_sonar.tasks.teacher_distill import TeacherDistillTask as task
     else:
         from espnet2_sonar.tasks.sonar import SonarTask as task
     return task

@@ -52,13 +52,18 @@ def verdict_text(v: dict) -> str:
     """The SONAR-vs-DCP verdict in words."""
     if not v.get("available"):
         return f"**Verdict: undetermined** ({v.get('reason')})."
-    share = v["gain_share_required"]
+    share, fshare = v["gain_share_required"], v.get("forgetting_share_allowed", 1.0)
     ratio = "" if v["gain_ratio"] is None else f", {v['gain_ratio'] * 100:.0f}% of DCP's"
+    fratio = "" if v.get("forgetting_ratio") is None else f", {v['forgetting_ratio'] * 100:.0f}% of DCP's"
+    gain = ("not applicable (DCP's gain is not positive)" if v["gain_ok"] is None
+            else ("yes" if v["gain_ok"] else "no"))
     lines = [
         f"- Forgetting on old tasks: SONAR {v['sonar_forgetting'] * 100:.1f}% vs DCP "
-        f"{v['dcp_forgetting'] * 100:.1f}% -> SONAR forgets less: **{'yes' if v['forgetting_lower'] else 'no'}**.",
+        f"{v['dcp_forgetting'] * 100:.1f}%{fratio} -> at most {fshare * 100:.0f}% of DCP's: "
+        f"**{'yes' if v.get('forgetting_ok', v['forgetting_lower']) else 'no'}** (lower at all: "
+        f"{'yes' if v['forgetting_lower'] else 'no'}).",
         f"- Adaptation gain: SONAR {v['sonar_gain'] * 100:+.1f} pts vs DCP {v['dcp_gain'] * 100:+.1f} pts"
-        f"{ratio} -> at least {share * 100:.0f}% of DCP's gain: **{'yes' if v['gain_ok'] else 'no'}**.",
+        f"{ratio} -> at least {share * 100:.0f}% of DCP's gain: **{gain}**.",
     ]
     dv = v.get("drift")
     if dv:
@@ -71,12 +76,16 @@ def verdict_text(v: dict) -> str:
         head = ("**Verdict: SONAR meets both criteria in the numbers**, with a caveat: the base model is below "
                 f"chance on {', '.join(v['old_tasks_below_chance'])} (see the note).")
     elif v["sonar_wins"]:
-        head = "**Verdict: SONAR meets both criteria** (less forgetting than DCP while keeping most of its gain)."
+        head = ("**Verdict: SONAR meets both criteria** (at most a fifth of DCP's forgetting while keeping "
+                "most of its gain).")
     elif v.get("measurable") is False:
         weak = v["old_tasks_not_learnt"] + v.get("old_tasks_narrow_margin", [])
         head = ("**Verdict: not measurable on this run**: the base model has not learnt the old task(s) "
                 f"{', '.join(weak)} (it does not clear the random-init floor by {MEASURABLE_MARGIN * 100:.0f} "
                 "points or more), so neither method has enough there to forget.")
+    elif v.get("forgetting_ok") and v["gain_ok"] is None:
+        head = ("**Verdict: SONAR meets the forgetting criterion; the gain criterion does not apply** "
+                "(DCP's adaptation gain is not positive), so SONAR does not meet both criteria.")
     else:
         head = "**Verdict: SONAR does not meet both criteria.**"
     return head + "\n\n" + "\n".join(lines) + "\n"

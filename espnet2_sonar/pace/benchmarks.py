@@ -1,7 +1,7 @@
 """Class-incremental benchmarks built from the labelled task dirs.
 
 A benchmark pools the classes of some tasks (``coarse``: foley + instrument; ``fine``:
-animal + langid), prefixes every class with its task (``foley/saw``), orders the classes by
+animal + prior_sfx), prefixes every class with its task (``foley/saw``), orders the classes by
 a seeded permutation and cuts that order into ``num_sessions`` sessions of disjoint
 classes (sizes differ by at most one, earlier sessions get the extra classes). Train and
 test items come from the task's existing splits (``DATA/tasks/<task>/{train,valid,test}``,
@@ -20,7 +20,7 @@ import torch
 
 BENCHMARK_TASKS: Dict[str, Tuple[str, ...]] = {
     "coarse": ("foley", "instrument"),
-    "fine": ("animal", "langid"),
+    "fine": ("animal", "prior_sfx"),
 }
 """Tasks pooled by each named benchmark."""
 

@@ -3,7 +3,7 @@
 Writes ``ROOT/tasks/<task>/{train,valid,test}/{wav.scp,utt2label}`` plus 16 kHz wavs.
 Every class is a random sound recipe (harmonic tone with vibrato and amplitude modulation,
 a band of noise, an envelope); items jitter pitch, gain, timing and noise around it.
-``spread`` sets how far apart the class recipes lie: the ``fine`` tasks (animal, langid)
+``spread`` sets how far apart the class recipes lie: the ``fine`` tasks (animal, prior_sfx)
 get closer classes than the ``coarse`` ones (foley, instrument).
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 
 SR = 16000
-SPREAD = {"foley": 1.0, "instrument": 1.0, "animal": 0.5, "langid": 0.5}
+SPREAD = {"foley": 1.0, "instrument": 1.0, "animal": 0.5, "prior_sfx": 0.5}
 
 
 def _recipe(rng: np.random.Generator, centre: Dict[str, float], spread: float) -> Dict[str, float]:
@@ -55,7 +55,7 @@ def _render(recipe: Dict[str, float], seconds: float, rng: np.random.Generator) 
 def write_synthetic_tasks(
     root: str | Path,
     seed: int = 0,
-    tasks: Sequence[str] = ("foley", "instrument", "animal", "langid"),
+    tasks: Sequence[str] = ("foley", "instrument", "animal", "prior_sfx"),
     classes_per_task: int = 6,
     per_class: Dict[str, int] | None = None,
     seconds: float = 1.0,
