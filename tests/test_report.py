@@ -452,3 +452,28 @@ def test_every_task_gets_chance_floors_and_a_learnability_check(tmp_path):
     assert "| instrument | music | 50.0 | 50.0 ± 0.0 | 82.0 ± 2.8 | yes |" in table
     assert "| langid | speech (old) | 50.0 |" in table and "**no**" in table
     assert task_floors({}, {"x": 0.5}, ["x"])["x"]["learnable"] is None  # nothing probed: unknown
+
+
+@pytest.mark.timeout(60)
+def test_base_check_passes_only_when_every_training_seed_clears_the_floor_by_the_margin(tmp_path):
+    from espnet2_sonar.bin.base_check import main
+
+    def write(name, values):
+        for seed, a in enumerate(values):
+            path = tmp_path / "eval" / name / "old" / f"seed{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"accuracy": a, "macro_f1": a}))
+
+    write("random", [0.50, 0.50, 0.50])
+    write("seed0", [0.70, 0.72, 0.71])
+    write("seed1", [0.58, 0.59, 0.60])  # +9 points: above the noise, short of the margin
+    out = tmp_path / "check.json"
+    argv = ["--eval_dir", str(tmp_path / "eval"), "--tasks", "old", "--references", "", "--out", str(out)]
+    assert main(argv + ["--names", "seed0"]) == 0
+    assert main(argv + ["--names", "seed0 seed1"]) == 1
+    result = json.loads(out.read_text())
+    assert result["checks"]["seed1"]["old"]["clears_noise"] and not result["checks"]["seed1"]["old"]["passes"]
+    assert result["checks"]["seed0"]["old"]["margin"] == pytest.approx(0.21)
+    assert "**short**" in out.with_suffix(".md").read_text()
+    with pytest.raises(FileNotFoundError, match="seed9"):
+        main(argv + ["--names", "seed9"])
