@@ -328,9 +328,9 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
         [ "${method}" = decar ] && continue
         pace_ckpts+=" ${method}:${exp_dir}/${method}/${last_domain}/encoder.pt"
     done
-    # shellcheck disable=SC2086
+    eval "pace_extra=(${pace_args})"  # shell words: quoted values such as --methods "naive pace" stay whole
     stages/pace.sh --exp_dir "${exp_dir}/pace" --data_dir "${data_dir}" --ckpts "${pace_ckpts}" \
-        --seeds "${probe_seeds}" ${pace_args}
+        --seeds "${probe_seeds}" "${pace_extra[@]}"
 fi
 
 # ---------------------------------------------------------------- 9. S-SONDO (optional)
@@ -340,10 +340,10 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
         [[ " ${methods} " == *" sonar "* ]] && ssondo_teacher=${exp_dir}/sonar/${last_domain}/encoder.pt
     fi
     log "Stage 9: S-SONDO (teacher ${ssondo_teacher}) -> ${exp_dir}/ssondo"
-    # shellcheck disable=SC2086
+    eval "ssondo_extra=(${ssondo_args})"  # shell words, as for --pace_args
     stages/ssondo.sh --exp_dir "${exp_dir}/ssondo" --data_dir "${data_dir}" --teacher "${ssondo_teacher}" \
         --seeds "${probe_seeds}" --tasks "${probe_tasks}" --config_dir "conf/${size}" --nj "${nj}" --ngpu "${ngpu}" \
-        ${ssondo_args}
+        "${ssondo_extra[@]}"
 fi
 
 log "checkpoints (official BEATs format): ${base_dir}/encoder.pt$(for m in ${methods}; do [ "$m" = decar ] || for d in ${domains}; do printf ' %s' "${exp_dir}/${m}/${d}/encoder.pt"; done; done)"
