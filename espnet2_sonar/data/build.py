@@ -209,8 +209,7 @@ def build_corpus(out: str | Path, spec: SubsetSpec, cache: str | Path, nj: int =
         labelled = name.startswith("tasks/")
         utts = []
         for c, segs in members[name]:
-            spk = c.route.speaker if (c.route.speaker and labelled) else c.rec_id
-            spk = sanitize(spk, 48) if spk != c.rec_id else spk
+            spk = sanitize(c.route.speaker, 48) if (c.route.speaker and labelled) else c.rec_id
             for k in range(len(segs)):
                 p = str(_seg_out(out, c, segs, k, dur[c.rec_id]))
                 d = seg_result.get(p)

@@ -45,8 +45,6 @@ def base_accuracy(methods: Dict[str, dict]) -> dict:
 
 FLOOR = "random"
 """Reference encoder (``reference_results``) that old tasks' base accuracy must clear."""
-LOGMEL = "logmel"
-"""Reference encoder of the log-mel-statistics floor (``bin/reference_encoder --kind logmel_stats``)."""
 MEASURABLE_MARGIN = 0.10
 """An old task is measurable when the base model clears the random-init floor by more than
 seed noise and by at least this many accuracy points (DESIGN.md: "by a wide margin")."""
