@@ -44,10 +44,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         for task in tasks:
             r, f = rows[name][task], floor[task]
             margin = r["mean"] - f["mean"]
+            above_noise = clears(r["mean"], r["std"], f["mean"], f["std"])
             checks.setdefault(name, {})[task] = {
                 "mean": r["mean"], "std": r["std"], "floor": f["mean"], "floor_std": f["std"], "margin": margin,
-                "clears_noise": clears(r["mean"], r["std"], f["mean"], f["std"]),
-                "passes": clears(r["mean"], r["std"], f["mean"], f["std"]) and margin >= args.margin}
+                "clears_noise": above_noise, "passes": above_noise and margin >= args.margin}
     ok = all(c["passes"] for per in checks.values() for c in per.values())
     result = {"eval_dir": str(args.eval_dir), "floor": args.floor, "margin_required": args.margin,
               "probe_seeds": seeds, "tasks": tasks, "checks": checks, "rows": rows, "all_pass": ok}

@@ -19,6 +19,7 @@ from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
 from espnet2_sonar.beats.frontend import FRAME_SHIFT as FBANK_SHIFT
+from espnet2_sonar.beats.masking import valid_patches
 from espnet2_sonar.teachers.frames import FrameTeacher
 from espnet2_sonar.utils.config import StrictConfig
 
@@ -40,7 +41,7 @@ def pool_time_steps(frames: Tensor, lengths: Tensor, steps: int, per_step: int) 
     if frames.shape[1] < need:
         frames = F.pad(frames, (0, 0, 0, need - frames.shape[1]))
     frames = frames[:, :need]
-    valid = (torch.arange(need, device=frames.device)[None, :] < lengths[:, None].to(frames.device)).float()
+    valid = valid_patches(lengths.to(frames.device), need).float()
     total = (frames * valid[..., None]).reshape(frames.shape[0], steps, per_step, -1).sum(2)
     count = valid.reshape(frames.shape[0], steps, per_step).sum(2)
     return total / count.clamp(min=1)[..., None]
@@ -86,7 +87,7 @@ class FrameRegressionModel(AbsESPnetModel):
         per_step = self.encoder.patch_size * FBANK_SHIFT // target.frame_shift  # teacher frames a time step
         t = pool_time_steps(target.layers[self.config.teacher_layer], target.lengths, student.shape[1], per_step)
         cos = F.cosine_similarity(self.head(student).float(), t.float(), dim=-1)  # [B, S]
-        valid = (torch.arange(student.shape[1], device=cos.device)[None, :] < steps[:, None].to(cos.device)).float()
+        valid = valid_patches(steps.to(cos.device), student.shape[1]).float()
         loss = ((1.0 - cos) * valid).sum() / valid.sum().clamp(min=1)
         stats = {"loss": loss.detach(), "cosine": (cos * valid).sum().detach() / valid.sum().clamp(min=1)}
         loss, stats, weight = force_gatherable((loss, stats, speech.shape[0]), loss.device)

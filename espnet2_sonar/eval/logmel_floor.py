@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from espnet2_sonar.beats.frontend import BeatsFrontend
+from espnet2_sonar.beats.masking import valid_patches
 
 KIND = "logmel_stats"
 
@@ -28,7 +29,7 @@ class LogMelStats(nn.Module):
     def extract_layers(self, wavs: Tensor, lengths: Tensor) -> List[Tensor]:
         out = self.frontend(wavs, lengths)
         x, n = out.fbank, out.frame_lengths.clamp(min=1).to(out.fbank.device)
-        keep = (torch.arange(x.shape[1], device=x.device)[None, :] < n[:, None])[..., None].float()
+        keep = valid_patches(n, x.shape[1])[..., None].float()
         mean = (x * keep).sum(1) / n[:, None]
         var = ((x - mean[:, None]).pow(2) * keep).sum(1) / n[:, None]
         return [torch.cat([mean, var.clamp(min=0).sqrt()], dim=-1)[:, None, :]]

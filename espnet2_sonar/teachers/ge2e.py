@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torchaudio.transforms import MelSpectrogram
 
+from espnet2_sonar.beats.masking import valid_patches
 from espnet2_sonar.teachers.frames import FrameTeacher, TeacherFrames
 
 SAMPLE_RATE = 16000
@@ -68,8 +69,7 @@ class GE2ETeacher(FrameTeacher):
 
     def normalise(self, wavs: Tensor, lengths: Tensor) -> Tensor:
         """Scale each item to an RMS of -30 dBFS over its valid samples; padding is zeroed."""
-        valid = torch.arange(wavs.shape[1], device=wavs.device)[None, :] < lengths[:, None]
-        wavs = wavs * valid
+        wavs = wavs * valid_patches(lengths, wavs.shape[1])
         rms = (wavs.pow(2).sum(1) / lengths.clamp(min=1)).sqrt()
         gain = (10 ** (TARGET_DBFS / 20)) / rms.clamp(min=1e-8)
         return wavs * gain[:, None]
@@ -78,14 +78,13 @@ class GE2ETeacher(FrameTeacher):
         """[B, T'] mel power frames [B, T', 40] (frames past an item's length are zero)."""
         spec = self.mel(self.normalise(wavs.float(), lengths)).transpose(1, 2)  # [B, T', 40]
         n = self.num_frames(lengths)
-        keep = torch.arange(spec.shape[1], device=spec.device)[None, :] < n[:, None]
-        return spec * keep[..., None]
+        return spec * valid_patches(n, spec.shape[1])[..., None]
 
     def frames(self, wavs: Tensor, lengths: Tensor) -> TeacherFrames:
         lengths = lengths.to(wavs.device)
         x = self.mels(wavs, lengths)
         n = self.num_frames(lengths)
-        keep = (torch.arange(x.shape[1], device=x.device)[None, :] < n[:, None])[..., None]
+        keep = valid_patches(n, x.shape[1])[..., None]
         layers: List[Tensor] = []
         for lstm in self.lstms:
             x, _ = lstm(x)
