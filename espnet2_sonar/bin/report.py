@@ -4,8 +4,8 @@
         --methods "sonar dcp" --domains "music bio env" --tasks "voice_gender prior_sfx instrument animal foley" \\
         --out_dir EXP/report [--task_domain voice_gender=prior,prior_sfx=prior,instrument=music,...]
 
-Reads EVAL_DIR/<base|method/domain>/<task>/seed<N>.json (stage 6) and, for codebook plots,
-EXP_DIR/<method>/<domain>/checkpoint.pth (or train.log). Writes OUT_DIR/results.json,
+Reads EVAL_DIR/<base|[tseed<T>/]method/domain>/<task>/seed<N>.json (stage 6; ``tseed<T>/`` with
+--train_seeds) and, for codebook plots, EXP_DIR/[tseed<T>/]<method>/<domain>/checkpoint.pth (or train.log). Writes OUT_DIR/results.json,
 results.csv, report.md, README_section.md and PNG figures. Missing probe results become
 NaN cells and are listed in report.md.
 """
@@ -45,6 +45,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--domains", required=True, help='adapted domains in stage order, e.g. "music bio env"')
     p.add_argument("--tasks", required=True, help='probe tasks, e.g. "voice_gender prior_sfx instrument animal foley"')
     p.add_argument("--seeds", default=None, help='expected probe seeds (default: all found), e.g. "0 1 2"')
+    p.add_argument("--train_seeds", default=None,
+                   help='training seeds of the continual methods, e.g. "0 1 2": stage results are read from '
+                        'EVAL_DIR/tseed<T>/<method>/<domain> and error bars are over training runs (default: '
+                        'one run, unprefixed names, probe seeds as replicates)')
     p.add_argument("--task_domain", type=parse_task_domain,
                    default=",".join(f"{t}={d}" for t, d in DEFAULT_TASK_DOMAIN.items()),
                    help="task=domain pairs, comma-separated")
@@ -79,6 +83,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         task_domain=args.task_domain,
         seeds=[int(s) for s in args.seeds.split()] if args.seeds else None,
         stage0=args.stage0,
+        train_seeds=[int(s) for s in args.train_seeds.split()] if args.train_seeds else None,
     )
     probes = load_probe_results(args.eval_dir, spec)
     codebook = load_codebook_stats(args.exp_dir, spec) if args.exp_dir else {}

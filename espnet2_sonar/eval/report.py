@@ -1,10 +1,19 @@
 """Continual-learning report: accuracy matrices, adaptation gain and forgetting.
 
 Inputs are the probe results of recipe stage 6, one JSON per probe at
-``EVAL_DIR/<name>/<task>/seed<N>.json`` with ``name`` = ``base`` (stage 0, shared by every
-method) or ``<method>/<domain>`` (stage k = position of the domain in ``domains``, from 1).
+``EVAL_DIR/<name>/<task>/seed<N>.json`` (N: the probe seed) with ``name`` = ``base`` (stage 0,
+shared by every method) or ``[tseed<T>/]<method>/<domain>`` (stage k = position of the domain
+in ``domains``, from 1; ``tseed<T>/`` names the training run of training seed T when the
+report has ``train_seeds``).
 
-For every method and seed s (DESIGN.md, "Evaluation protocol"):
+Replicates. With ``train_seeds`` every continual method was trained once per training seed
+(masks, replay draw, head init, data order): a replicate is one training run, its numbers
+are first computed per probe seed and then averaged over the probe seeds (nested), and means
+and stds are over training runs. Without ``train_seeds`` (one training run), the probe seeds
+are the replicates, as in reports before training seeds existed; the report then says that
+its error bars cover probe seeds only.
+
+For every method and replicate s (DESIGN.md, "Evaluation protocol"):
 
 - ``A_s[i][j]`` = accuracy on task j after stage i (stages 0..K);
 - adaptation gain on the task of domain k: ``A_s[k][task] - A_s[0][task]``;
@@ -13,9 +22,10 @@ For every method and seed s (DESIGN.md, "Evaluation protocol"):
 - backward forgetting of domain k's task, from the stage that learned it to the last:
   ``(A_s[k][task] - A_s[K][task]) / A_s[k][task]``, for k < K.
 
-Per-seed numbers come first; means and sample standard deviations (ddof=1, NaN for a
-single seed) are taken over the seeds that have the number. A per-seed average over
-several tasks is NaN when any of its tasks is missing, so seeds stay comparable.
+Per-replicate numbers come first; means and sample standard deviations (ddof=1, NaN for a
+single replicate, shown as "n=1") are taken over the replicates that have the number. A
+per-replicate average over several tasks is NaN when any of its tasks is missing, so
+replicates stay comparable.
 ``build_results`` returns a JSON-ready dict (NaN written as ``null``); see its docstring.
 """
 
@@ -30,7 +40,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from espnet2_sonar.eval.metrics import adaptation_gain, relative_forgetting
-from espnet2_sonar.eval.verdict import FLOOR, drift_verdict, old_task_floor, task_chance, task_floors, verdict
+from espnet2_sonar.eval.verdict import (FLOOR, drift_verdict, new_task_floor, old_task_floor, task_chance, task_floors,
+                                        verdict)
 
 DEFAULT_TASK_DOMAIN = {"voice_gender": "prior", "prior_sfx": "prior", "instrument": "music", "animal": "bio",
                        "foley": "env", "langid": "speech"}
@@ -55,7 +66,11 @@ class ReportSpec:
     """Expected probe seeds; None: every seed found on disk."""
     stage0: Dict[str, str] = field(default_factory=dict)
     """Probe-result name of stage 0 per method, for a method whose continual chain does not start
-    from the shared ``base`` (DECAR: its own pre-training on the prior pool, ``decar/prior``)."""
+    from the shared ``base`` (DECAR: its own pre-training on the prior pool, ``decar/prior``;
+    under a training run it is prefixed like the other stages, ``tseed<T>/decar/prior``)."""
+    train_seeds: Optional[List[int]] = None
+    """Training seeds of the continual methods (one run each, ``tseed<T>/`` names); None: one
+    training run with unprefixed names, probe seeds as replicates."""
 
     def __post_init__(self):
         for name in ("methods", "domains", "tasks"):
@@ -64,6 +79,8 @@ class ReportSpec:
                 raise ValueError(f"ReportSpec.{name} is empty")
             if len(set(values)) != len(values):
                 raise ValueError(f"ReportSpec.{name} has duplicates: {values}")
+        if self.train_seeds is not None and (not self.train_seeds or len(set(self.train_seeds)) != len(self.train_seeds)):
+            raise ValueError(f"ReportSpec.train_seeds must be distinct and non-empty: {self.train_seeds}")
         if "base" in self.methods:
             raise ValueError("'base' is stage 0 of every method, not a method")
         unmapped = [t for t in self.tasks if t not in self.task_domain]
@@ -77,9 +94,24 @@ class ReportSpec:
     def new_tasks(self, domain: str) -> List[str]:
         return [t for t in self.tasks if self.task_domain[t] == domain]
 
-    def stage_names(self, method: str) -> List[str]:
-        """Probe-result names of stages 0..K of ``method``."""
-        return [self.stage0.get(method, "base")] + [f"{method}/{d}" for d in self.domains]
+    @property
+    def runs(self) -> List[Optional[int]]:
+        """Training seeds of the runs, ``[None]`` for the one unprefixed run."""
+        return list(self.train_seeds) if self.train_seeds is not None else [None]
+
+    @staticmethod
+    def run_prefix(train_seed: Optional[int]) -> str:
+        return "" if train_seed is None else f"tseed{train_seed}/"
+
+    def stage_names(self, method: str, train_seed: Optional[int] = None) -> List[str]:
+        """Probe-result names of stages 0..K of ``method`` in the run of ``train_seed``."""
+        prefix = self.run_prefix(train_seed)
+        first = prefix + self.stage0[method] if method in self.stage0 else "base"
+        return [first] + [f"{prefix}{method}/{d}" for d in self.domains]
+
+    def all_stage_names(self, method: str) -> List[str]:
+        """Stage names of ``method`` over every training run, stage 0 (shared ``base``) once."""
+        return list(dict.fromkeys(n for t in self.runs for n in self.stage_names(method, t)))
 
 
 @dataclass
@@ -108,7 +140,7 @@ def load_probe_results(eval_dir, spec: ReportSpec) -> ProbeResults:
     raises a ValueError naming it.
     """
     eval_dir = Path(eval_dir)
-    names = list(dict.fromkeys(["base"] + [n for m in spec.methods for n in spec.stage_names(m)]))
+    names = list(dict.fromkeys(["base"] + [n for m in spec.methods for n in spec.all_stage_names(m)]))
     found: Dict[Tuple[str, str, int], Path] = {}
     for name in names:
         for task in spec.tasks:
@@ -171,17 +203,38 @@ def reference_results(eval_dir, spec: ReportSpec, names: Sequence[str], seeds: S
     return out
 
 
+def replicates(spec: ReportSpec, probe_seeds: Sequence[int]) -> List[Tuple[str, Optional[int], List[int]]]:
+    """The replicates of the report: ``(label, train_seed, probe_seeds)``; one per training run
+    (label = the training seed) with ``train_seeds``, else one per probe seed."""
+    if spec.train_seeds is None:
+        return [(str(p), None, [p]) for p in probe_seeds]
+    return [(str(t), t, list(probe_seeds)) for t in spec.train_seeds]
+
+
 def score_tensor(probes: ProbeResults, spec: ReportSpec, method: str, metric: str = "accuracy") -> np.ndarray:
-    """Per-seed matrix of one method: [num_seeds, K + 1, num_tasks], NaN where missing."""
-    names = spec.stage_names(method)
-    out = np.full((len(probes.seeds), len(names), len(spec.tasks)), math.nan)
-    for s, seed in enumerate(probes.seeds):
-        for i, name in enumerate(names):
-            for j, task in enumerate(spec.tasks):
-                score = probes.scores.get((name, task, seed))
-                if score is not None:
-                    out[s, i, j] = getattr(score, metric)
+    """Per-replicate, per-probe-seed scores of one method: [num_replicates, num_probe_seeds_per_replicate,
+    K + 1, num_tasks], NaN where missing (without training seeds the second axis has length 1)."""
+    reps = replicates(spec, probes.seeds)
+    width = max(len(r[2]) for r in reps)
+    out = np.full((len(reps), width, len(spec.domains) + 1, len(spec.tasks)), math.nan)
+    for r, (_, train_seed, probe_seeds) in enumerate(reps):
+        names = spec.stage_names(method, train_seed)
+        for p, seed in enumerate(probe_seeds):
+            for i, name in enumerate(names):
+                for j, task in enumerate(spec.tasks):
+                    score = probes.scores.get((name, task, seed))
+                    if score is not None:
+                        out[r, p, i, j] = getattr(score, metric)
     return out
+
+
+def nested_mean(values: np.ndarray) -> np.ndarray:
+    """Mean over axis 1 (probe seeds within a replicate) of the finite entries; NaN where none."""
+    v = np.asarray(values, dtype=float)
+    count = np.isfinite(v).sum(axis=1)
+    total = np.where(np.isfinite(v), v, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), math.nan)
 
 
 def seed_stats(values) -> dict:
@@ -213,48 +266,69 @@ def _mean_over_tasks(columns: List[List[float]], num_seeds: int) -> List[float]:
 
 
 def method_results(probes: ProbeResults, spec: ReportSpec, method: str) -> dict:
-    """Matrices, gains and forgetting of one method (see ``build_results``)."""
-    acc = score_tensor(probes, spec, method, "accuracy")
+    """Matrices, gains and forgetting of one method (see ``build_results``).
+
+    Gain and forgetting are computed per (replicate, probe seed), then averaged over the probe
+    seeds of the replicate: the per-replicate numbers the means, stds and noise tests use.
+    """
+    reps = replicates(spec, probes.seeds)
+    labels = [r[0] for r in reps]
+    acc = score_tensor(probes, spec, method, "accuracy")  # [R, P, K + 1, T]
     f1 = score_tensor(probes, spec, method, "macro_f1")
-    seeds, K, col = probes.seeds, len(spec.domains), {t: j for j, t in enumerate(spec.tasks)}
+    K, col = len(spec.domains), {t: j for j, t in enumerate(spec.tasks)}
 
     def matrix(t: np.ndarray) -> dict:
-        cells = [[seed_stats(t[:, i, j]) for j in range(t.shape[2])] for i in range(t.shape[1])]
-        return {
-            key: [[c[key] for c in row] for row in cells] for key in ("mean", "std", "n")
-        } | {"per_seed": {str(s): t[k].tolist() for k, s in enumerate(seeds)}}
+        per_rep = nested_mean(t)  # [R, K + 1, T]
+        cells = [[seed_stats(per_rep[:, i, j]) for j in range(per_rep.shape[2])] for i in range(per_rep.shape[1])]
+        out = {key: [[c[key] for c in row] for row in cells] for key in ("mean", "std", "n")}
+        out["per_seed"] = {lab: per_rep[r].tolist() for r, lab in enumerate(labels)}
+        out["per_probe"] = {lab: {str(p): t[r, k].tolist() for k, p in enumerate(reps[r][2])}
+                            for r, lab in enumerate(labels)}
+        if spec.train_seeds is not None and t.shape[1] >= 2:  # probe-seed spread nested in each run
+            with np.errstate(invalid="ignore"):
+                within = [[float(np.nanmean([np.std(v[np.isfinite(v)], ddof=1) if np.isfinite(v).sum() >= 2
+                                             else math.nan for v in t[:, :, i, j]]))
+                           if np.isfinite(t[:, :, i, j]).sum() >= 2 else math.nan
+                           for j in range(t.shape[3])] for i in range(t.shape[2])]
+            out["probe_std"] = within
+        return out
+
+    def per_replicate(fn) -> List[float]:
+        """fn(r, p) -> number; mean over the probe seeds of each replicate."""
+        values = np.array([[fn(r, p) for p in range(acc.shape[1])] for r in range(acc.shape[0])])
+        return nested_mean(values).tolist()
 
     gains, gain_cols = {}, []
     for k, domain in enumerate(spec.domains, start=1):
         for task in spec.new_tasks(domain):
             j = col[task]
-            per_seed = [adaptation_gain(acc[s, 0, j], acc[s, k, j]) for s in range(len(seeds))]
-            gains[task] = _entry(per_seed, seeds, domain=domain, stage=k)
-            gain_cols.append(per_seed)
+            per_rep = per_replicate(lambda r, p: adaptation_gain(acc[r, p, 0, j], acc[r, p, k, j]))
+            gains[task] = _entry(per_rep, labels, domain=domain, stage=k)
+            gain_cols.append(per_rep)
     forgetting, forget_cols = {}, []
     for task in spec.old_tasks:
         j = col[task]
-        per_seed = [_forgetting(acc[s, 0, j], acc[s, K, j]) for s in range(len(seeds))]
-        forgetting[task] = _entry(per_seed, seeds, domain=spec.task_domain[task], from_stage=0, to_stage=K)
-        forget_cols.append(per_seed)
+        per_rep = per_replicate(lambda r, p: _forgetting(acc[r, p, 0, j], acc[r, p, K, j]))
+        forgetting[task] = _entry(per_rep, labels, domain=spec.task_domain[task], from_stage=0, to_stage=K)
+        forget_cols.append(per_rep)
     backward, backward_cols = {}, []
     for k, domain in enumerate(spec.domains[:-1], start=1):
         for task in spec.new_tasks(domain):
             j = col[task]
-            per_seed = [_forgetting(acc[s, k, j], acc[s, K, j]) for s in range(len(seeds))]
-            backward[task] = _entry(per_seed, seeds, domain=domain, from_stage=k, to_stage=K)
-            backward_cols.append(per_seed)
-    n = len(seeds)
+            per_rep = per_replicate(lambda r, p: _forgetting(acc[r, p, k, j], acc[r, p, K, j]))
+            backward[task] = _entry(per_rep, labels, domain=domain, from_stage=k, to_stage=K)
+            backward_cols.append(per_rep)
+    n = len(labels)
     return {
-        "stages": spec.stage_names(method)[:1] + list(spec.domains),
+        "stages": [spec.stage0.get(method, "base")] + list(spec.domains),
         "accuracy": matrix(acc),
         "macro_f1": matrix(f1),
         "gain": gains,
         "forgetting_old": forgetting,
         "backward_forgetting": backward,
-        "mean_gain": _entry(_mean_over_tasks(gain_cols, n), seeds),
-        "mean_forgetting_old": _entry(_mean_over_tasks(forget_cols, n), seeds),
-        "mean_backward_forgetting": _entry(_mean_over_tasks(backward_cols, n), seeds),
+        "mean_gain": _entry(_mean_over_tasks(gain_cols, n), labels),
+        "mean_forgetting_old": _entry(_mean_over_tasks(forget_cols, n), labels),
+        "mean_backward_forgetting": _entry(_mean_over_tasks(backward_cols, n), labels),
     }
 
 
@@ -278,7 +352,8 @@ def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dic
     methods = {m: method_results(probes, spec, m) for m in spec.methods}
     chance = task_chance(probes, spec)
     floor_check = old_task_floor(methods, spec, (references or {}).get(FLOOR), chance)
-    decision = verdict(methods, floor_check=floor_check)
+    new_floor = new_task_floor(methods, spec, (references or {}).get(FLOOR))
+    decision = verdict(methods, floor_check=floor_check, new_floor_check=new_floor)
     decision["drift"] = drift_verdict(drift or {})
     return {
         "spec": {
@@ -288,6 +363,9 @@ def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dic
             "task_domain": {t: spec.task_domain[t] for t in spec.tasks},
             "old_tasks": spec.old_tasks,
             "seeds": list(probes.seeds),
+            "train_seeds": None if spec.train_seeds is None else list(spec.train_seeds),
+            "replicates": "training runs" if spec.train_seeds is not None else "probe seeds",
+            "n_replicates": len(replicates(spec, probes.seeds)),
         },
         "methods": methods,
         "summary": {
@@ -296,6 +374,7 @@ def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dic
         },
         "verdict": decision,
         "old_task_floor": floor_check,
+        "new_task_floor": new_floor,
         "task_floors": task_floors(references or {}, chance, list(spec.tasks)),
         "drift": drift or {},
         "references": references or {},
@@ -360,14 +439,16 @@ def _stats_from_log(path: Path) -> Optional[Dict[int, dict]]:
 def load_codebook_stats(exp_dir, spec: ReportSpec) -> dict:
     """Per-epoch train means of ``CODEBOOK_KEYS`` for every (method, domain) stage dir.
 
-    Read from ESPnet's ``checkpoint.pth`` (key ``reporter``), else parsed from ``train.log``.
+    Read from ESPnet's ``checkpoint.pth`` (key ``reporter``), else parsed from ``train.log``,
+    of the first training run (``tseed<T>/`` of ``spec.train_seeds[0]``).
     Returns ``{method: {domain: {key: [value per epoch]}}}`` holding only the keys that
     were logged; methods or stages without any are left out.
     """
     out: dict = {}
+    prefix = spec.run_prefix(spec.runs[0])
     for method in spec.methods:
         for domain in spec.domains:
-            stage_dir = Path(exp_dir) / method / domain
+            stage_dir = Path(exp_dir) / f"{prefix}{method}" / domain
             epochs = None
             if (stage_dir / "checkpoint.pth").is_file():
                 epochs = _stats_from_checkpoint(stage_dir / "checkpoint.pth")

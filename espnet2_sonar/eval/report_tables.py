@@ -22,15 +22,37 @@ def _ok(v) -> bool:
 def fmt(stat: Optional[dict], signed: bool = False, n_seeds: Optional[int] = None) -> str:
     """``{"mean", "std"[, "n"]}`` (fractions) -> ``"81.2 ± 1.0"`` in % / points; ``"—"`` if missing.
 
-    With ``n_seeds``, a number averaged over fewer seeds says so: ``"81.2 (n=1)"``.
+    A number over one replicate reads ``"81.2 (n=1)"``, never ``± 0.0``; with ``n_seeds``, a
+    number averaged over fewer replicates than expected also says so: ``"81.2 ± 3.0 (n=2)"``.
     """
     if not stat or not _ok(stat.get("mean")):
         return "—"
     text = f"{stat['mean'] * 100:+.1f}" if signed else f"{stat['mean'] * 100:.1f}"
+    n = stat.get("n")
+    if n == 1:
+        return text + " (n=1)"
     text += f" ± {stat['std'] * 100:.1f}" if _ok(stat.get("std")) else ""
-    if n_seeds is not None and stat.get("n") is not None and stat["n"] < n_seeds:
-        text += f" (n={stat['n']})"
+    if n_seeds is not None and n is not None and n < n_seeds:
+        text += f" (n={n})"
     return text
+
+
+def n_replicates(results: dict) -> int:
+    """Replicates behind the method numbers: training runs, or probe seeds for a one-run report."""
+    spec = results["spec"]
+    return spec.get("n_replicates") or len(spec["seeds"])
+
+
+def replicate_sentence(results: dict) -> str:
+    """What the ± means in this report, in words."""
+    spec = results["spec"]
+    probes = ", ".join(map(str, spec["seeds"]))
+    if spec.get("train_seeds") is not None:
+        return (f"mean ± std (sample std) over {len(spec['train_seeds'])} training runs (training seeds "
+                f"{', '.join(map(str, spec['train_seeds']))}: masks, replay draw, head init, data order), each run's "
+                f"numbers first averaged over probe seeds {probes}")
+    return (f"mean ± std (sample std) over probe seeds {probes} of one training run (error bars cover probe "
+            "seeds only, not training runs)")
 
 
 def _table(header, rows) -> str:
@@ -42,52 +64,80 @@ def _table(header, rows) -> str:
 def summary_table(results: dict) -> str:
     header = ["method", "mean adaptation gain (pts)", "mean forgetting, old tasks (%)",
               "backward forgetting, adapted tasks (%)"]
-    n = len(results["spec"]["seeds"])
+    n = n_replicates(results)
     rows = [[f"**{m}**", fmt(r["mean_gain"], True, n), fmt(r["mean_forgetting_old"], False, n),
              fmt(r["mean_backward_forgetting"], False, n)] for m, r in results["methods"].items()]
     return _table(header, rows)
 
 
-def verdict_text(v: dict) -> str:
-    """The SONAR-vs-DCP verdict in words."""
+def _interval_text(interval: Optional[dict], scale: float = 100.0, unit: str = "") -> str:
+    if not interval:
+        return "no test (fewer than 2 replicates)"
+    return (f"{interval['level'] * 100:.0f}% CI [{interval['low'] * scale:+.1f}, {interval['high'] * scale:+.1f}]{unit}"
+            if scale != 1.0 else
+            f"{interval['level'] * 100:.0f}% CI [{interval['low']:+.3f}, {interval['high']:+.3f}]")
+
+
+def _pm(mean, std, scale=100.0, signed=False, digits=1) -> str:
+    text = f"{mean * scale:+.{digits}f}" if signed else f"{mean * scale:.{digits}f}"
+    return text + (f" ± {std * scale:.{digits}f}" if _ok(std) else "")
+
+
+def verdict_text(v: dict, method_stats: Optional[dict] = None) -> str:
+    """The SONAR-vs-DCP verdict in words: each criterion's point estimates, its noise-tested answer
+    (yes / no / not distinguishable) and the test's interval. ``method_stats``: ``results["summary"]``
+    (adds the stds to the point estimates)."""
     if not v.get("available"):
         return f"**Verdict: undetermined** ({v.get('reason')})."
     share, fshare = v["gain_share_required"], v.get("forgetting_share_allowed", 1.0)
-    ratio = "" if v["gain_ratio"] is None else f", {v['gain_ratio'] * 100:.0f}% of DCP's"
-    fratio = "" if v.get("forgetting_ratio") is None else f", {v['forgetting_ratio'] * 100:.0f}% of DCP's"
-    gain = ("not applicable (DCP's gain is not positive)" if v["gain_ok"] is None
-            else ("yes" if v["gain_ok"] else "no"))
+    st = method_stats or {}
+
+    def std(m, key):
+        return (st.get(m) or {}).get(key, {}).get("std")
+
+    fratio = "" if v.get("forgetting_ratio") is None else f" ({v['forgetting_ratio'] * 100:.0f}% of DCP's)"
+    gratio = "" if v.get("gain_ratio") is None else f" ({v['gain_ratio'] * 100:.0f}% of DCP's)"
+    f_answer, g_answer = v.get("forgetting_answer", "not distinguishable"), v.get("gain_answer", "not applicable")
+    if g_answer == "not applicable":
+        dgi = v.get("dcp_gain_interval")
+        why = ("DCP's gain is not positive beyond noise" + (f": {_interval_text(dgi, unit=' pts')}" if dgi else
+                                                             ", no test with one replicate"))
+        gain_line = f"**not applicable** ({why})"
+    else:
+        gain_line = f"**{g_answer}** (SONAR − {share:.1f} × DCP: {_interval_text(v.get('gain_interval'), unit=' pts')})"
     lines = [
-        f"- Forgetting on old tasks: SONAR {v['sonar_forgetting'] * 100:.1f}% vs DCP "
-        f"{v['dcp_forgetting'] * 100:.1f}%{fratio} -> at most {fshare * 100:.0f}% of DCP's: "
-        f"**{'yes' if v.get('forgetting_ok', v['forgetting_lower']) else 'no'}** (lower at all: "
-        f"{'yes' if v['forgetting_lower'] else 'no'}).",
-        f"- Adaptation gain: SONAR {v['sonar_gain'] * 100:+.1f} pts vs DCP {v['dcp_gain'] * 100:+.1f} pts"
-        f"{ratio} -> at least {share * 100:.0f}% of DCP's gain: **{gain}**.",
+        f"- Forgetting on old tasks: SONAR {_pm(v['sonar_forgetting'], std('sonar', 'mean_forgetting_old'))}% vs DCP "
+        f"{_pm(v['dcp_forgetting'], std('dcp', 'mean_forgetting_old'))}%{fratio}. At most {fshare * 100:.0f}% of DCP's: "
+        f"**{f_answer}** (SONAR − {fshare:.1f} × DCP: {_interval_text(v.get('forgetting_interval'), unit=' % pts')}).",
+        f"- Adaptation gain: SONAR {_pm(v['sonar_gain'], std('sonar', 'mean_gain'), signed=True)} pts vs DCP "
+        f"{_pm(v['dcp_gain'], std('dcp', 'mean_gain'), signed=True)} pts{gratio}. At least {share * 100:.0f}% of "
+        f"DCP's gain: {gain_line}.",
     ]
     dv = v.get("drift")
     if dv:
-        lines.append(f"- Supplementary, label-free: representation drift from the base on `{dv['audio']}` audio "
-                     f"after the last stage (last layer, 1 − cos): SONAR {dv['sonar']:.3f} vs DCP {dv['dcp']:.3f} "
-                     f"-> SONAR drifts less: **{'yes' if dv['sonar_lower'] else 'no'}**.")
+        interval = dv.get("interval")
+        lines.append(
+            f"- Supplementary, label-free: representation drift from the base on held-out `{dv['audio']}` audio "
+            f"after the last stage (last layer, 1 − cos): SONAR {_pm(dv['sonar'], dv.get('sonar_std'), 1.0, digits=3)} "
+            f"vs DCP {_pm(dv['dcp'], dv.get('dcp_std'), 1.0, digits=3)}. SONAR drifts less: "
+            f"**{dv.get('answer', 'yes' if dv['sonar_lower'] else 'no')}** ({_interval_text(interval, 1.0)}).")
+    if v.get("noise_test"):
+        lines.append(f"- Noise test: {v['noise_test']}; {v.get('replicates', '?')} replicate(s) per method.")
     if v.get("note"):
         lines.append(f"- Note: {v['note']}.")
     if v["sonar_wins"] and v.get("old_tasks_below_chance"):
-        head = ("**Verdict: SONAR meets both criteria in the numbers**, with a caveat: the base model is below "
+        head = ("**Verdict: SONAR meets both criteria beyond noise**, with a caveat: the base model is below "
                 f"chance on {', '.join(v['old_tasks_below_chance'])} (see the note).")
     elif v["sonar_wins"]:
-        head = ("**Verdict: SONAR meets both criteria** (at most a fifth of DCP's forgetting while keeping "
-                "most of its gain).")
+        head = ("**Verdict: SONAR meets both criteria beyond noise** (at most a fifth of DCP's forgetting while "
+                "keeping most of its gain).")
     elif v.get("measurable") is False:
         weak = v["old_tasks_not_learnt"] + v.get("old_tasks_narrow_margin", [])
         head = ("**Verdict: not measurable on this run**: the base model has not learnt the old task(s) "
                 f"{', '.join(weak)} (it does not clear the random-init floor by {MEASURABLE_MARGIN * 100:.0f} "
                 "points or more), so neither method has enough there to forget.")
-    elif v.get("forgetting_ok") and v["gain_ok"] is None:
-        head = ("**Verdict: SONAR meets the forgetting criterion; the gain criterion does not apply** "
-                "(DCP's adaptation gain is not positive), so SONAR does not meet both criteria.")
     else:
-        head = "**Verdict: SONAR does not meet both criteria.**"
+        head = (f"**Verdict: SONAR does not meet both criteria** (forgetting: {f_answer}; gain: {g_answer}).")
     return head + "\n\n" + "\n".join(lines) + "\n"
 
 
@@ -178,7 +228,7 @@ def accuracy_table(results: dict, method: str) -> str:
         cells = []
         for j, task in enumerate(spec["tasks"]):
             cell = fmt({"mean": acc["mean"][i][j], "std": acc["std"][i][j], "n": acc["n"][i][j]},
-                       n_seeds=len(spec["seeds"]))
+                       n_seeds=n_replicates(results))
             cells.append(f"**{cell}**" if i > 0 and spec["task_domain"][task] == spec["domains"][i - 1] else cell)
         rows.append([stage] + cells)
     return _table(["after stage"] + [_task_head(results, t) for t in spec["tasks"]], rows)
@@ -195,10 +245,30 @@ def _per_task_table(results: dict, key: str, mean_key: str, signed: bool) -> Opt
         span = f"stage {e['stage']}" if "stage" in e else f"stages {e['from_stage']}\u2192{e['to_stage']}"
         return f"{t} ({e['domain']}, {span})"
 
-    n = len(results["spec"]["seeds"])
+    n = n_replicates(results)
     rows = [[f"**{m}**"] + [fmt(r[key][t], signed, n) for t in tasks] + [fmt(r[mean_key], signed, n)]
             for m, r in results["methods"].items()]
     return _table(["method"] + [head(t) for t in tasks] + ["mean"], rows)
+
+
+def _drift_cell(mean: float, std: float, n: int) -> str:
+    if n == 1:
+        return f"{mean:.4f} (n=1)"
+    return f"{mean:.4f} ± {std:.4f}" if _ok(std) else f"{mean:.4f}"
+
+
+def new_task_floor_table(results: dict) -> Optional[str]:
+    """Per new task: base and each method right after adapting, minus the random-init floor."""
+    check = {t: e for t, e in (results.get("new_task_floor") or {}).items() if e.get("floor") is not None}
+    if not check:
+        return None
+    methods = list(results["methods"])
+    rows = []
+    for t, e in check.items():
+        floor = {"mean": e["floor"], "std": e["floor_std"]}
+        rows.append([f"{t} (stage {e['stage']})", fmt(floor), _clears({"mean": e["base"], "std": e["base_std"]}, floor)]
+                    + [_clears(e["after"][m], floor) for m in methods])
+    return _table(["new task", "random floor (%)", "base − floor (pts)"] + [f"{m} − floor (pts)" for m in methods], rows)
 
 
 def codebook_table(results: dict) -> Optional[str]:
@@ -227,18 +297,19 @@ def report_markdown(results: dict, plots: Dict[str, str], eval_dir: Optional[str
     out.append(
         f"Methods: {', '.join(spec['methods'])}. Domains in stage order: {_ARROW.join(spec['domains'])}. "
         f"Tasks: {task_list}. Probe seeds: {', '.join(map(str, spec['seeds']))}"
+        + (f". Training seeds: {', '.join(map(str, spec['train_seeds']))}" if spec.get("train_seeds") is not None else "")
         + (f". Probe results read from `{eval_dir}`" if eval_dir else "")
         + (f"; **{n_missing} missing** (see the end)." if n_missing else "; none missing.") + "\n")
     out.append(
         "Frozen-encoder probes (weighted layer sum, mean pooling, linear head), test accuracy; "
-        "mean ± std over seeds (sample std). A[i][j] = accuracy on task j after stage i. "
+        f"{replicate_sentence(results)}. A[i][j] = accuracy on task j after stage i. "
         "Adaptation gain = A[k][task of domain k] \u2212 A[0][task], in accuracy points. "
         "Forgetting on an old task = (A[0][old] \u2212 A[K][old]) / A[0][old], in % of the base accuracy "
-        "(positive = worse). Every number is computed per seed first, then averaged." + stage0_note(results) + "\n")
+        "(positive = worse). Every number is computed per replicate first, then averaged." + stage0_note(results) + "\n")
     out.append("## Summary\n")
     out.append(summary_table(results))
     out.append("## Verdict (SONAR vs DCP)\n")
-    out.append(verdict_text(results["verdict"]))
+    out.append(verdict_text(results["verdict"], results.get("summary")))
     if "gain_vs_forgetting" in plots:
         out.append(f"![adaptation gain vs forgetting]({plots['gain_vs_forgetting']})\n")
     out.append("## Accuracy after each stage (%)\n")
@@ -306,19 +377,29 @@ def report_markdown(results: dict, plots: Dict[str, str], eval_dir: Optional[str
                 for t, e in checked.items()]
         out.append(_table(["old task", "base (%)", "random floor (%)", "clears the floor", "margin (pts)", "chance (%)",
                            "base above chance"], rows))
+    table = new_task_floor_table(results)
+    if table:
+        out.append("Do the new tasks start from, and end above, the random-init floor? A gain measured from a "
+                   "base below the floor starts from features no better than random ones (**no**: not above the "
+                   "floor by more than the std of both).\n")
+        out.append(table)
     drift = {m: d for m, d in (results.get("drift") or {}).items() if m != "random"}
     if drift:
         out.append("## Representation drift from the base model (old-domain audio)\n")
         out.append("Mean over clips of 1 − cos(h, h_base) of the last layer's hidden states on the same "
-                   "clips (`espnet2_sonar.bin.drift`): 0 = the base model's features, a random-init "
+                   "held-out prior-pool clips, which no training or replay list contains "
+                   "(`espnet2_sonar.bin.drift`; mean ± std over training runs): 0 = the base model's features, a random-init "
                    "encoder sits near 1. Label-free: it shows what the distillation keeps even where "
                    "the probes cannot resolve forgetting.\n")
         sets = sorted({k for d in drift.values() for k in d})
         header = ["method", "audio"] + [f"{k} +{d}" for k, d in enumerate(spec["domains"], start=1)]
-        rows = [[f"**{m}**", a] + [f"{x:.4f}" for x in drift[m][a]] for m in drift for a in sets if a in drift[m]]
+        rows = [[f"**{m}**", a] + [_drift_cell(mu, sd, drift[m][a]["n"])
+                                   for mu, sd in zip(drift[m][a]["mean"], drift[m][a]["std"])]
+                for m in drift for a in sets if a in drift[m]]
         rand = (results.get("drift") or {}).get("random")
         if rand:
-            rows += [["random init", a, f"{rand[a][0]:.4f}"] + [""] * (len(spec["domains"]) - 1) for a in sets if a in rand]
+            rows += [["random init", a, f"{rand[a]['mean'][0]:.4f}"] + [""] * (len(spec["domains"]) - 1)
+                     for a in sets if a in rand]
         out.append(_table(header, rows))
     out.append("## Codebook\n")
     table = codebook_table(results)
@@ -345,11 +426,11 @@ def readme_section(results: dict, report_path: str = DEFAULT_REPORT_PATH) -> str
     parts = [
         "## Results\n",
         f"Continual pre-training over {_ARROW.join(spec['domains'])}; frozen-probe test accuracy, "
-        f"mean ± std over seeds {', '.join(map(str, spec['seeds']))}. Gain: accuracy points on each new "
+        f"{replicate_sentence(results)}. Gain: accuracy points on each new "
         f"domain's task right after adapting to it; forgetting: % of base accuracy lost on old tasks "
         f"({', '.join(spec['old_tasks']) or 'none'}) after the last stage.{stage0_note(results)}\n",
         summary_table(results),
-        verdict_text(results["verdict"]),
+        verdict_text(results["verdict"], results.get("summary")),
     ]
     if results["missing"]:
         parts.append(f"{len(results['missing'])} probe result(s) were missing; see the full report.\n")
@@ -360,20 +441,23 @@ def readme_section(results: dict, report_path: str = DEFAULT_REPORT_PATH) -> str
 
 
 def results_csv(results: dict) -> str:
-    """Long format: method, stage, stage_name, task, seed, accuracy, macro_f1 (found probes only).
+    """Long format: method, stage, stage_name, task, train_seed, probe_seed, accuracy, macro_f1 (found
+    probes only; ``train_seed`` empty for a one-run report).
 
     Stage 0 (``base``) is repeated under every method so each method's rows are complete.
     """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["method", "stage", "stage_name", "task", "seed", "accuracy", "macro_f1"])
+    writer.writerow(["method", "stage", "stage_name", "task", "train_seed", "probe_seed", "accuracy", "macro_f1"])
+    one_run = results["spec"].get("train_seeds") is None
     for method, r in results["methods"].items():
-        acc, f1 = r["accuracy"]["per_seed"], r["macro_f1"]["per_seed"]
-        for seed in map(str, results["spec"]["seeds"]):
-            for i, stage in enumerate(r["stages"]):
-                for j, task in enumerate(results["spec"]["tasks"]):
-                    a, f = acc[seed][i][j], f1[seed][i][j]
-                    if _ok(a):
-                        writer.writerow([method, i, stage, task, seed, repr(float(a)),
-                                         repr(float(f)) if _ok(f) else ""])
+        acc, f1 = r["accuracy"]["per_probe"], r["macro_f1"]["per_probe"]
+        for rep, per_probe in acc.items():
+            for probe_seed, matrix in per_probe.items():
+                for i, stage in enumerate(r["stages"]):
+                    for j, task in enumerate(results["spec"]["tasks"]):
+                        a, f = matrix[i][j], f1[rep][probe_seed][i][j]
+                        if _ok(a):
+                            writer.writerow([method, i, stage, task, "" if one_run else rep, probe_seed,
+                                             repr(float(a)), repr(float(f)) if _ok(f) else ""])
     return buf.getvalue()
