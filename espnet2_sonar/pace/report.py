@@ -4,12 +4,24 @@
 
 reads every result JSON below ``results_dir`` (written by ``espnet2_sonar.bin.pace_eval``)
 and writes ``pace_table.md``, ``pace_table.csv`` and ``pace_sessions.png``. Numbers are
-percentages, mean ± sample standard deviation over seeds:
+percentages, mean ± sample standard deviation (ddof=1) over seeds:
 
 * table rows: one per (checkpoint, method); for every benchmark the average accuracy over
   sessions (Avg), the last-session accuracy (Last) and the average forgetting (Fgt);
 * plot: one panel per (checkpoint, benchmark), accuracy on all seen classes after each
   session, one line per method with a band of ± one standard deviation.
+
+Two things the table must not overstate:
+
+* one seed has no spread. A value averaged over n=1 seed is printed ``64.9 (n=1)``, never
+  ``± 0.0`` (its std is NaN in ``SummaryRow``, blank in the CSV, and it gets no band in the
+  plot). The table's seed count is the most common n over its rows; a cell whose n differs
+  from it says ``(n=k)``;
+* joint training (all sessions' data at once) is only *called* an upper bound when the
+  numbers bear it out: for a checkpoint, joint's mean Avg must be at least every other
+  method's mean Avg on every benchmark joint was run on (Avg is the column the table and
+  the PACE standing lines rank on; Last and Fgt are not ranked). Otherwise the row says
+  "Joint (all sessions at once)" and a note under the table names the methods above it.
 """
 
 import argparse
@@ -22,12 +34,14 @@ from typing import Dict, List, Optional, Sequence
 
 METHOD_ORDER = ("joint", "naive", "analytic", "analytic_fsa", "pace")
 METHOD_LABELS = {
-    "joint": "Joint (upper bound)",
+    "joint": "Joint (all sessions at once)",
     "naive": "Naive fine-tuning",
     "analytic": "Analytic",
     "analytic_fsa": "Analytic + FSA",
     "pace": "PACE",
 }
+# joint's label where its Avg is at least every other method's (see ``joint_above``)
+JOINT_BOUND_LABEL = "Joint (upper bound)"
 
 
 @dataclass
@@ -47,6 +61,11 @@ class SummaryRow:
     session_mean: List[float]
     session_std: List[float]
 
+    @property
+    def n(self) -> int:
+        """Number of results (seeds) averaged; the std fields are NaN when it is 1."""
+        return len(self.seeds)
+
 
 def load_results(results_dir: str | Path) -> List[dict]:
     """Every result JSON (``format`` pace_result/*) below ``results_dir``, in path order."""
@@ -63,9 +82,11 @@ def load_results(results_dir: str | Path) -> List[dict]:
 
 
 def _stats(values: Sequence[float]) -> "tuple[float, float]":
+    """Mean and sample standard deviation (ddof=1); the std of a single value is NaN, not 0:
+    one seed says nothing about the spread, and a 0.0 would read as "no variance"."""
     n = len(values)
     mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
     return mean, std
 
 
@@ -97,13 +118,90 @@ def summarize(results: Sequence[dict]) -> List[SummaryRow]:
     return rows
 
 
-def _cell(mean: float, std: float) -> str:
-    return f"{mean:.1f} ± {std:.1f}"
+def table_seed_count(rows: Sequence[SummaryRow]) -> int:
+    """The table's n: the most common number of seeds over its rows (ties: the larger).
+
+    Cells averaged over this many seeds print plain ``mean ± std``; any other cell names its
+    own n, so a row with fewer (or more) seeds than the rest cannot pass for a full one."""
+    counts: Dict[int, int] = {}
+    for r in rows:
+        counts[r.n] = counts.get(r.n, 0) + 1
+    return max(counts, key=lambda n: (counts[n], n)) if counts else 0
+
+
+def _cell(mean: float, std: float, n: int, table_n: int) -> str:
+    """``mean ± std``; one seed: ``mean (n=1)`` (no spread to show); ``(n=k)`` appended when
+    the cell's n differs from the table's."""
+    if n < 2:
+        return f"{mean:.1f} (n={n})"
+    cell = f"{mean:.1f} ± {std:.1f}"
+    return cell if n == table_n else f"{cell} (n={n})"
+
+
+def joint_above(rows: Sequence[SummaryRow]) -> Dict[str, List[tuple]]:
+    """Per checkpoint with a joint row: the (method, benchmark, method Avg, joint Avg) where
+    another method's mean Avg is above joint's. Empty list: joint is an upper bound there.
+
+    Joint training sees every session's data at once, so it is *expected* to bound the
+    continual methods, but on a small run it need not; the label follows the numbers. Only
+    Avg (the headline column) is compared, and only on benchmarks joint was run on."""
+    out: Dict[str, List[tuple]] = {}
+    for j in rows:
+        if j.method != "joint":
+            continue
+        above = out.setdefault(j.ckpt, [])
+        for r in rows:
+            if r.ckpt == j.ckpt and r.benchmark == j.benchmark and r.method != "joint" and r.avg_mean > j.avg_mean:
+                above.append((r.method, r.benchmark, r.avg_mean, j.avg_mean))
+    for ckpt in out:
+        out[ckpt].sort(key=lambda a: (_method_key(a[0]), a[1]))
+    return out
+
+
+def method_label(method: str, ckpt: Optional[str], rows: Sequence[SummaryRow]) -> str:
+    """Display name of ``method``; joint is "Joint (upper bound)" only where ``joint_above``
+    finds nothing above it (for ``ckpt``, or for every checkpoint when ``ckpt`` is None)."""
+    if method != "joint":
+        return METHOD_LABELS.get(method, method)
+    above = joint_above(rows)
+    ckpts = [ckpt] if ckpt is not None else list(above)
+    if ckpts and all(c in above and not above[c] for c in ckpts):
+        return JOINT_BOUND_LABEL
+    return METHOD_LABELS["joint"]
+
+
+def _pair(a: float, b: float) -> str:
+    """``a vs b`` to one decimal, or two where one decimal would print them equal."""
+    digits = 1 if f"{a:.1f}" != f"{b:.1f}" else 2
+    return f"{a:.{digits}f} vs {b:.{digits}f}"
+
+
+def joint_notes(rows: Sequence[SummaryRow]) -> List[str]:
+    """Lines for under the table: why joint is (or is not) labelled an upper bound."""
+    above = joint_above(rows)
+    lines = []
+    for ckpt, items in sorted(above.items()):
+        if not items:
+            continue
+        parts = [f"{METHOD_LABELS.get(m, m)} on {b} Avg ({_pair(a, j)})" for m, b, a, j in items]
+        lines.append(
+            f"Note ({ckpt}): joint training is below {', '.join(parts)} on this run, "
+            "so it is not an upper bound here."
+        )
+    if any(not items for items in above.values()):
+        lines.append(
+            f'"{JOINT_BOUND_LABEL}": joint\'s mean Avg is at least every other method\'s on every '
+            "benchmark joint was run on for that checkpoint (Avg columns only; Last and Fgt are not ranked)."
+        )
+    return lines
 
 
 def markdown_table(rows: Sequence[SummaryRow]) -> str:
-    """Rows (checkpoint, method) x column groups (benchmark: Avg, Last, Fgt)."""
+    """Rows (checkpoint, method) x column groups (benchmark: Avg, Last, Fgt), then the notes
+    on joint's label (``joint_notes``), each after a blank line (so none is read as a table row
+    and each stays its own paragraph)."""
     benches = sorted({r.benchmark for r in rows})
+    table_n = table_seed_count(rows)
     index = {(r.ckpt, r.method, r.benchmark): r for r in rows}
     lines = [
         "| checkpoint | method | "
@@ -123,9 +221,15 @@ def markdown_table(rows: Sequence[SummaryRow]) -> str:
                 cells += ["–"] * 3
                 continue
             seeds |= set(r.seeds)
-            cells += [_cell(r.avg_mean, r.avg_std), _cell(r.last_mean, r.last_std), _cell(r.forget_mean, r.forget_std)]
-        label = METHOD_LABELS.get(method, method)
+            cells += [
+                _cell(r.avg_mean, r.avg_std, r.n, table_n),
+                _cell(r.last_mean, r.last_std, r.n, table_n),
+                _cell(r.forget_mean, r.forget_std, r.n, table_n),
+            ]
+        label = method_label(method, ckpt, rows)
         lines.append(f"| {ckpt} | {label} | " + " | ".join(cells) + f" | {','.join(map(str, sorted(seeds)))} |")
+    for note in joint_notes(rows):
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
@@ -140,27 +244,36 @@ def pace_standing(rows: Sequence[SummaryRow]) -> List[str]:
         for other in ("analytic_fsa", "naive", "joint"):
             o = index.get((r.ckpt, other, r.benchmark))
             if o is not None:
-                parts.append(f"{r.avg_mean - o.avg_mean:+.1f} vs {METHOD_LABELS[other]}")
+                parts.append(f"{r.avg_mean - o.avg_mean:+.1f} vs {method_label(other, r.ckpt, rows)}")
         if parts:
             lines.append(f"- {r.ckpt}, {r.benchmark}: PACE Avg {r.avg_mean:.1f} ({', '.join(parts)})")
     return lines
 
 
 def write_csv(rows: Sequence[SummaryRow], path: Path) -> None:
-    """One line per (checkpoint, method, benchmark); session accuracies space-separated."""
+    """One line per (checkpoint, method, benchmark); session accuracies space-separated.
+
+    Stds are sample stds (ddof=1); with one seed they are left blank (there is none)."""
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["ckpt", "method", "benchmark", "seeds", "avg_acc_mean", "avg_acc_std", "last_acc_mean",
                     "last_acc_std", "forgetting_mean", "forgetting_std", "session_acc_mean", "session_acc_std"])
+        def std(v: float) -> str:
+            return "" if math.isnan(v) else f"{v:.2f}"
+
         for r in rows:
             w.writerow([r.ckpt, r.method, r.benchmark, " ".join(map(str, r.seeds)),
-                        f"{r.avg_mean:.2f}", f"{r.avg_std:.2f}", f"{r.last_mean:.2f}", f"{r.last_std:.2f}",
-                        f"{r.forget_mean:.2f}", f"{r.forget_std:.2f}",
-                        " ".join(f"{v:.2f}" for v in r.session_mean), " ".join(f"{v:.2f}" for v in r.session_std)])
+                        f"{r.avg_mean:.2f}", std(r.avg_std), f"{r.last_mean:.2f}", std(r.last_std),
+                        f"{r.forget_mean:.2f}", std(r.forget_std),
+                        " ".join(f"{v:.2f}" for v in r.session_mean),
+                        "" if r.n < 2 else " ".join(std(v) for v in r.session_std)])
 
 
 def plot_sessions(rows: Sequence[SummaryRow], path: Path) -> None:
-    """Accuracy on all seen classes after each session: panels (checkpoint x benchmark)."""
+    """Accuracy on all seen classes after each session: panels (checkpoint x benchmark).
+
+    The legend is shared by all panels, so joint is labelled an upper bound there only if it
+    is one for every checkpoint; a one-seed line gets no band (it has no std)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,6 +283,7 @@ def plot_sessions(rows: Sequence[SummaryRow], path: Path) -> None:
     benches = sorted({r.benchmark for r in rows})
     methods = sorted({r.method for r in rows}, key=_method_key)
     colors = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(methods)}
+    labels_for = {m: method_label(m, None, rows) for m in methods}
     fig, axes = plt.subplots(
         len(ckpts), len(benches), figsize=(5.0 * len(benches), 3.8 * len(ckpts)), squeeze=False, sharey=True
     )
@@ -184,10 +298,11 @@ def plot_sessions(rows: Sequence[SummaryRow], path: Path) -> None:
                 hi = [m + s for m, s in zip(r.session_mean, r.session_std)]
                 ax.plot(
                     x, r.session_mean, marker="o", color=colors[r.method],
-                    label=METHOD_LABELS.get(r.method, r.method),
+                    label=labels_for[r.method],
                     linestyle="--" if r.method == "joint" else "-", linewidth=2 if r.method == "pace" else 1.5,
                 )
-                ax.fill_between(x, lo, hi, color=colors[r.method], alpha=0.15)
+                if r.n > 1:
+                    ax.fill_between(x, lo, hi, color=colors[r.method], alpha=0.15)
                 ax.set_xticks(x)
             ax.set_title(f"{bench} — {ckpt}", fontsize=11)
             ax.set_xlabel("session")
@@ -226,10 +341,13 @@ def write_report(results_dir: str | Path, out_dir: str | Path) -> ReportFiles:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "pace_table.md"
+    table_n = table_seed_count(rows)
     header = (
         "# PACE: class-incremental audio benchmarks\n\n"
-        "Accuracy in %, mean ± std over seeds. Avg: average over sessions of the accuracy on all "
-        "classes seen so far; Last: after the last session; Fgt: average forgetting.\n\n"
+        f"Accuracy in %, mean ± sample standard deviation (ddof=1) over {table_n} "
+        f"seed{'s' if table_n != 1 else ''}; a cell with another number of seeds k says (n=k), and "
+        "a one-seed value is shown as (n=1) with no spread. Avg: average over sessions of the "
+        "accuracy on all classes seen so far; Last: after the last session; Fgt: average forgetting.\n\n"
     )
     standing = pace_standing(rows)
     body = markdown_table(rows)
