@@ -71,7 +71,7 @@ def summary_table(results: dict) -> str:
 
 
 def _interval_text(interval: Optional[dict], scale: float = 100.0, unit: str = "") -> str:
-    if not interval:
+    if not interval or not (_ok(interval.get("low")) and _ok(interval.get("high"))):
         return "no test (fewer than 2 replicates)"
     return (f"{interval['level'] * 100:.0f}% CI [{interval['low'] * scale:+.1f}, {interval['high'] * scale:+.1f}]{unit}"
             if scale != 1.0 else
@@ -79,6 +79,8 @@ def _interval_text(interval: Optional[dict], scale: float = 100.0, unit: str = "
 
 
 def _pm(mean, std, scale=100.0, signed=False, digits=1) -> str:
+    if not _ok(mean):
+        return "—"
     text = f"{mean * scale:+.{digits}f}" if signed else f"{mean * scale:.{digits}f}"
     return text + (f" ± {std * scale:.{digits}f}" if _ok(std) else "")
 

@@ -5,15 +5,18 @@
 #   2. base model: --base_ckpt; or --base_teacher NAME (the encoder regresses a frozen pretrained
 #      teacher's frame features on the prior pool); or BEATs iterations on the prior pool
 #      (random-projection tokens -> MAM -> tokenizer distillation -> MAM) -> ${exp_dir}/base
-#   3. task-relevant stratified replay sampling for each domain (sonar only)
+#   3. task-relevant stratified replay sampling for each domain (sonar only), from the prior
+#      pool's training list (the held-out clips of drift and evaluation are never replayed)
 #   4. continual pre-training on each domain (staged: each continues from the previous)
 #   5. export: official BEATs encoder/tokenizer checkpoints + packed ESPnet model
 #   6. evaluation: frozen probes on every task for every stage checkpoint (probe_seeds)
-#   7. report: tables and plots in ${exp_dir}/report
+#   7. report: tables, plots and noise-tested verdict in ${exp_dir}/report; ${exp_dir}/RESULTS.md
+# Stages 3-5 run once per training seed (--train_seeds: masks, replay draw, head init, data
+# order) under ${exp_dir}/tseed<T>/<method>/<domain>; the base model is shared.
 #   8. (optional) PACE: class-incremental learning on the base and last-stage encoders (stages/pace.sh)
 #   9. (optional) S-SONDO: distil the last SONAR encoder into small students (stages/ssondo.sh)
 # The default run stops after stage 7; --stop_stage 9 adds the sibling systems.
-# Stages 3-5 run per domain, in order. Every step is skipped when its output exists, so a
+# Stages 3-5 run per training seed and domain, in order. Every step is skipped when its output exists, so a
 # rerun after an interruption resumes (ESPnet training itself resumes with --resume true).
 set -euo pipefail
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*" >&2; }
@@ -23,6 +26,7 @@ stage=1                 # first stage to run
 stop_stage=7            # last stage to run
 domains="music bio env" # new domains, adapted to in this order
 methods="sonar dcp"     # continual methods: sonar, dcp, decar
+train_seeds="0 1 2"     # one run of every continual method per training seed (error bars over runs)
 base_ckpt=""            # official BEATs checkpoint: skips base pre-training
 base_tokenizer=""       # official BEATs tokenizer checkpoint (else distilled from the base model)
 base_teacher=""         # frozen frame teacher for base pre-training (ge2e: the GE2E voice encoder of the
@@ -47,6 +51,8 @@ sample_args="--max_seconds 4 --num_strata 32"  # args for espnet2_sonar.bin.sona
 train_args=""           # extra args for every training run
 probe_tasks="voice_gender prior_sfx instrument animal foley"  # old tasks (prior pool) first
 probe_seeds="0 1 2"
+eval_split=test         # split the probes score (test: published runs; valid: choosing defaults, the
+                        #   test split is then not read)
 probe_args=""           # extra args for espnet2_sonar.bin.probe_matrix
 probe_max_per_class=200 # probe on at most this many clips per class and split (0: all)
 valid_share=0.05        # share of each pool held out for validation losses
@@ -61,6 +67,7 @@ Usage: $0 [options]
                                7 report; optional: 8 PACE, 9 S-SONDO)
   --domains "music bio env"    new domains, in order (staged continual pre-training)
   --methods "sonar dcp"        continual methods to run
+  --train_seeds "0 1 2"        one run of each continual method per training seed (stages 3-5)
   --base_ckpt PATH             official BEATs checkpoint; skips base pre-training
   --base_tokenizer PATH        official BEATs tokenizer checkpoint
   --base_teacher NAME          base pre-training regresses a frozen teacher's frames (ge2e)
@@ -71,11 +78,13 @@ Usage: $0 [options]
   --decar_replay_rho R         method decar: prior-pool replay ratio in its continual stages (0: none)
   --train_args "..." --sample_args "..." --probe_args "..."
   --probe_tasks "..." --probe_seeds "0 1 2" --probe_max_per_class 200 --valid_share 0.05
+  --eval_split test|valid      split the stage-6 probes score (valid: for choosing defaults)
   --report_notes FILE          markdown appended to the report (default local/findings.md, if present)
   --pace_args "..."            stage 8 options (see stages/pace.sh --help)
   --ssondo_teacher CKPT --ssondo_args "..."   stage 9 teacher and options (stages/ssondo.sh --help)
 EOF
 )
+cmdline="$0 $*"  # for RESULTS.md
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
@@ -101,6 +110,12 @@ done
 for m in ${methods}; do
     case "$m" in sonar|dcp|decar) ;; *) log "unknown method '$m' (sonar|dcp|decar)"; exit 1 ;; esac
 done
+[ -n "${train_seeds// }" ] || { log "--train_seeds is empty"; exit 1; }
+case "${eval_split}" in test|valid) ;; *) log "--eval_split must be test or valid, got '${eval_split}'"; exit 1 ;; esac
+for t in ${train_seeds}; do
+    [[ "$t" =~ ^[0-9]+$ ]] || { log "--train_seeds: '$t' is not a non-negative integer"; exit 1; }
+done
+first_seed=${train_seeds%% *}; first_seed=${first_seed## }
 
 pool_dir=${data_dir}/pools
 task_dir=${data_dir}/tasks
@@ -138,12 +153,13 @@ export_model() {
     python -m espnet2_sonar.bin.sonar_export --exp_dir "${out}" --out_dir "${out}"
 }
 
-# Train/valid lists for one pool (+ optional replay list): ${out}/{train,valid}/{wav.scp,speech_shape[,is_replay]}
+# Train/valid lists for one pool (+ optional replay list, mixed in with SEED): ${out}/{train,valid}/{wav.scp,speech_shape[,is_replay]}
+#   make_lists OUT POOL [REPLAY_SCP] [SEED]
 make_lists() {
-    local out=$1 pool=$2 replay=${3:-}
+    local out=$1 pool=$2 replay=${3:-} seed=${4:-0}
     if [ -f "${out}/train/wav.scp" ]; then return; fi
     python -m espnet2_sonar.bin.make_train_lists --pool_dir "${pool}" --out_dir "${out}" \
-        --valid_share "${valid_share}" ${replay:+--replay_scp "${replay}"}
+        --valid_share "${valid_share}" --seed "${seed}" ${replay:+--replay_scp "${replay}"}
 }
 
 # ---------------------------------------------------------------- 1. data
@@ -193,60 +209,67 @@ fi
 
 # ---------------------------------------------------------------- 3-5. staged continual pre-training
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 3 ]; then
+  for tseed in ${train_seeds}; do
+    run_dir=${exp_dir}/tseed${tseed}
     for method in ${methods}; do
         if [ "${method}" = decar ]; then
             # DECAR: its own stage script (pre-training on the prior pool, then each domain
             # in order); stages 3-5 in one go. A BEATs DECAR starts from the base encoder;
             # another architecture (the paper's EfficientNet) from its own random init, and
             # the stage script also exports that init as the architecture's floor (decar/random).
-            log "Stages 3-5 (decar): ${exp_dir}/decar/{base,${domains// /,}}"
+            log "Stages 3-5 (decar, training seed ${tseed}): ${run_dir}/decar/{base,${domains// /,}}"
             decar_init=()
             if [ "$(utils/config_value.sh "${decar_config}" encoder)" = beats ]; then
                 decar_init=(--init_ckpt "${base_dir}/encoder.pt")
             fi
-            # shellcheck disable=SC2086
-            stages/decar.sh --exp_dir "${exp_dir}" --data_dir "${data_dir}" --domains "${domains}" \
+            stages/decar.sh --exp_dir "${run_dir}" --data_dir "${data_dir}" --domains "${domains}" \
                 "${decar_init[@]}" --config "${decar_config}" --replay_rho "${decar_replay_rho}" --ngpu "${ngpu}" \
-                --valid_share "${valid_share}" ${train_args:+--train_args "${train_args}"}
+                --valid_share "${valid_share}" --train_args "--seed ${tseed} ${train_args}"
             continue
         fi
         prev="${base_dir}"
         config_var="${method}_config"; config="${!config_var}"
         for domain in ${domains}; do
-            out="${exp_dir}/${method}/${domain}"
+            out="${run_dir}/${method}/${domain}"
             mkdir -p "${out}"
             if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-                log "Stage 3 (${method}, ${domain}): training lists"
+                log "Stage 3 (${method}, ${domain}, training seed ${tseed}): training lists"
                 if [ "${method}" = sonar ]; then
                     if [ ! -f "${out}/replay/wav.scp" ]; then
+                        # candidates: the prior pool's training list (its held-out valid clips, the
+                        # drift audio, are never replayed); embeddings cached per embedding model
                         # shellcheck disable=SC2086
                         ${train_cmd} "${out}/sample.log" python -m espnet2_sonar.bin.sonar_sample \
-                            --prior_dir "${pool_dir}/prior" --new_dir "${pool_dir}/${domain}" \
-                            --ckpt "${prev}/encoder.pt" --out_dir "${out}/replay" --nj "${nj}" ${sample_args} >/dev/null
+                            --prior_dir "${base_dir}/lists/train" --new_dir "${pool_dir}/${domain}" \
+                            --ckpt "${prev}/encoder.pt" --out_dir "${out}/replay" --nj "${nj}" --seed "${tseed}" \
+                            --cache_dir "${prev}/emb_cache/${domain}" ${sample_args} >/dev/null
                     fi
-                    make_lists "${out}/lists" "${pool_dir}/${domain}" "${out}/replay/wav.scp"
+                    make_lists "${out}/lists" "${pool_dir}/${domain}" "${out}/replay/wav.scp" "${tseed}"
                 else
-                    make_lists "${out}/lists" "${pool_dir}/${domain}"
+                    make_lists "${out}/lists" "${pool_dir}/${domain}" "" "${tseed}"
                 fi
             fi
             if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-                log "Stage 4 (${method}, ${domain}): continual pre-training from ${prev}"
+                log "Stage 4 (${method}, ${domain}, training seed ${tseed}): continual pre-training from ${prev}"
                 init_args=(--encoder_conf init="${prev}/encoder.pt" --tokenizer_conf init="${prev}/tokenizer.pt")
                 if [ -f "${prev}/model.pth" ]; then  # predictor and heads continue too
                     init_args+=(--init_param "${prev}/model.pth:predictor:predictor" "${prev}/model.pth:head_new:head_new")
                     # SONAR's head_old reads T0 = the previous stage's tokenizer, whose codes head_new learnt
                     [ "${method}" = sonar ] && init_args+=("${prev}/model.pth:head_new:head_old")
                 fi
-                train_model sonar_train "${out}" "${config}" "${out}/lists/train" "${out}/lists/valid" "${init_args[@]}"
+                # the training seed: ESPnet's --seed (head init, data order) and the mask generator's
+                train_model sonar_train "${out}" "${config}" "${out}/lists/train" "${out}/lists/valid" "${init_args[@]}" \
+                    --seed "${tseed}" --model_conf seed="${tseed}"
                 export_model "${out}"
             fi
             if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
                 export_model "${out}"
-                log "Stage 5 (${method}, ${domain}): ${out}/encoder.pt ${out}/tokenizer.pt ${out}/packed.zip"
+                log "Stage 5 (${method}, ${domain}, training seed ${tseed}): ${out}/encoder.pt ${out}/tokenizer.pt ${out}/packed.zip"
             fi
             prev="${out}"
         done
     done
+  done
 fi
 
 # ---------------------------------------------------------------- 6. evaluation
@@ -270,27 +293,45 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         ckpts+=" teacher/${base_teacher}=${exp_dir}/floors/teacher_${base_teacher}.pt"
     fi
     if ${with_decar}; then
-        ckpts+=" decar/prior=${exp_dir}/decar/base/encoder.pt"
-        # DECAR's own floor when its architecture is not the base one (stages/decar.sh)
-        if [ -f "${exp_dir}/decar/random/encoder.pt" ]; then
-            ckpts+=" decar/random=${exp_dir}/decar/random/encoder.pt"
+        # DECAR's own floor when its architecture is not the base one (stages/decar.sh; the same
+        # seeded network in every run, probed from the first)
+        if [ -f "${exp_dir}/tseed${first_seed}/decar/random/encoder.pt" ]; then
+            ckpts+=" decar/random=${exp_dir}/tseed${first_seed}/decar/random/encoder.pt"
         fi
     fi
-    for method in ${methods}; do
-        for domain in ${domains}; do ckpts+=" ${method}/${domain}=${exp_dir}/${method}/${domain}/encoder.pt"; done
+    for tseed in ${train_seeds}; do
+        for method in ${methods}; do
+            # DECAR's stage 0 is its own pre-training on the prior pool
+            [ "${method}" = decar ] && ckpts+=" tseed${tseed}/decar/prior=${exp_dir}/tseed${tseed}/decar/base/encoder.pt"
+            for domain in ${domains}; do
+                ckpts+=" tseed${tseed}/${method}/${domain}=${exp_dir}/tseed${tseed}/${method}/${domain}/encoder.pt"
+            done
+        done
     done
+    probe_task_dir=${task_dir}
+    if [ "${eval_split}" = valid ]; then  # each task's valid split stands in for its test split
+        probe_task_dir=${exp_dir}/valid_tasks
+        for t in ${probe_tasks}; do
+            mkdir -p "${probe_task_dir}/${t}"
+            ln -sfn "$(cd "${task_dir}/${t}" && pwd)/train" "${probe_task_dir}/${t}/train"
+            ln -sfn "$(cd "${task_dir}/${t}" && pwd)/valid" "${probe_task_dir}/${t}/test"
+        done
+    fi
     # shellcheck disable=SC2086
     ${decode_cmd} "${exp_dir}/eval/probe.log" python -m espnet2_sonar.bin.probe_matrix \
-        --ckpts "${ckpts}" --task_dir "${task_dir}" --tasks "${probe_tasks}" --seeds "${probe_seeds}" \
+        --ckpts "${ckpts}" --task_dir "${probe_task_dir}" --tasks "${probe_tasks}" --seeds "${probe_seeds}" \
         --out_dir "${exp_dir}/eval" --max_per_class "${probe_max_per_class}" ${probe_args}
     # label-free view of forgetting: how far each SONAR/DCP stage moved from the base model's
     # features on held-out prior-pool audio (the old domain)
+    # features on the prior pool's held-out clips (base/lists/valid: in no training or replay list)
     drift_ckpts="random=${exp_dir}/random/encoder.pt"; drift_files=("${exp_dir}/random/encoder.pt")
-    for method in ${methods}; do
-        [ "${method}" = decar ] && continue  # DECAR may change the architecture (EfficientNet)
-        for domain in ${domains}; do
-            drift_ckpts+=" ${method}/${domain}=${exp_dir}/${method}/${domain}/encoder.pt"
-            drift_files+=("${exp_dir}/${method}/${domain}/encoder.pt")
+    for tseed in ${train_seeds}; do
+        for method in ${methods}; do
+            [ "${method}" = decar ] && continue  # DECAR may change the architecture (EfficientNet)
+            for domain in ${domains}; do
+                drift_ckpts+=" tseed${tseed}/${method}/${domain}=${exp_dir}/tseed${tseed}/${method}/${domain}/encoder.pt"
+                drift_files+=("${exp_dir}/tseed${tseed}/${method}/${domain}/encoder.pt")
+            done
         done
     done
     stale=true  # (re)compute unless drift.json is newer than every checkpoint it covers
@@ -309,13 +350,15 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     log "Stage 7: report -> ${exp_dir}/report"
     notes_args=()
     [ -n "${report_notes}" ] && [ -f "${report_notes}" ] && notes_args=(--notes "${report_notes}")
-    references="random logmel decar/random decar/prior"
+    references="random logmel decar/random"
     [ -n "${base_teacher}" ] && references+=" teacher/${base_teacher}"
     python -m espnet2_sonar.bin.report --eval_dir "${exp_dir}/eval" --exp_dir "${exp_dir}" \
         --methods "${methods}" --domains "${domains}" --tasks "${probe_tasks}" --out_dir "${exp_dir}/report" \
-        --references "${references}" \
+        --references "${references}" --train_seeds "${train_seeds}" --seeds "${probe_seeds}" \
         "${notes_args[@]}"
-    log "report: ${exp_dir}/report/report.md"
+    python -m espnet2_sonar.bin.results_md --report_dir "${exp_dir}/report" --out "${exp_dir}/RESULTS.md" \
+        --command "${cmdline}" --elapsed_s "${SECONDS}"
+    log "report: ${exp_dir}/report/report.md; results: ${exp_dir}/RESULTS.md"
 fi
 
 last_domain=${domains##* }
@@ -324,9 +367,9 @@ last_domain=${domains##* }
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     log "Stage 8: PACE (class-incremental) -> ${exp_dir}/pace"
     pace_ckpts="base:${base_dir}/encoder.pt"
-    for method in ${methods}; do
+    for method in ${methods}; do  # the first training run's last-stage encoders
         [ "${method}" = decar ] && continue
-        pace_ckpts+=" ${method}:${exp_dir}/${method}/${last_domain}/encoder.pt"
+        pace_ckpts+=" ${method}:${exp_dir}/tseed${first_seed}/${method}/${last_domain}/encoder.pt"
     done
     eval "pace_extra=(${pace_args})"  # shell words: quoted values such as --methods "naive pace" stay whole
     stages/pace.sh --exp_dir "${exp_dir}/pace" --data_dir "${data_dir}" --ckpts "${pace_ckpts}" \
@@ -337,7 +380,7 @@ fi
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     if [ -z "${ssondo_teacher}" ]; then
         ssondo_teacher=${base_dir}/encoder.pt
-        [[ " ${methods} " == *" sonar "* ]] && ssondo_teacher=${exp_dir}/sonar/${last_domain}/encoder.pt
+        [[ " ${methods} " == *" sonar "* ]] && ssondo_teacher=${exp_dir}/tseed${first_seed}/sonar/${last_domain}/encoder.pt
     fi
     log "Stage 9: S-SONDO (teacher ${ssondo_teacher}) -> ${exp_dir}/ssondo"
     eval "ssondo_extra=(${ssondo_args})"  # shell words, as for --pace_args
@@ -346,8 +389,8 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
         "${ssondo_extra[@]}"
 fi
 
-log "checkpoints (official BEATs format): ${base_dir}/encoder.pt$(for m in ${methods}; do [ "$m" = decar ] || for d in ${domains}; do printf ' %s' "${exp_dir}/${m}/${d}/encoder.pt"; done; done)"
+log "checkpoints (official BEATs format): ${base_dir}/encoder.pt and, per training seed T, ${exp_dir}/tseed<T>/<method>/<domain>/encoder.pt, e.g.$(for m in ${methods}; do [ "$m" = decar ] || for d in ${domains}; do printf ' %s' "${exp_dir}/tseed${first_seed}/${m}/${d}/encoder.pt"; done; done)"
 if ${with_decar}; then
-    log "DECAR encoders (official BEATs format for a BEATs config, else {'kind': 'decar_efficientnet'}): ${exp_dir}/decar/base/encoder.pt$(for d in ${domains}; do printf ' %s' "${exp_dir}/decar/${d}/encoder.pt"; done)"
+    log "DECAR encoders (official BEATs format for a BEATs config, else {'kind': 'decar_efficientnet'}): ${exp_dir}/tseed<T>/decar/{base,${domains// /,}}/encoder.pt"
 fi
 log "Successfully finished. [elapsed=${SECONDS}s]"
