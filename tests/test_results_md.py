@@ -355,8 +355,11 @@ def check_published(readme: Path, root: Path) -> int:
         run = source.parent
         if source.name not in ("RESULTS.md", "README_section.md"):
             continue
-        if not ((run / "results.json").is_file() and (run / "README_section.md").is_file()):
-            continue
+        if source.name == "RESULTS.md" and (run / "report" / "results.json").is_file():
+            run = run / "report"  # a published run keeps stage 7's report dir beside its RESULTS.md
+        # a quoted run must carry what its numbers came from: no silent skip
+        assert (run / "results.json").is_file() and (run / "README_section.md").is_file(), (
+            f"{source}: no results.json + README_section.md beside it or under report/")
         section = (run / "README_section.md").read_text()
         if source.name == "RESULTS.md":
             assert extract_readme_results(source.read_text(), str(source)) == section, (

@@ -2,7 +2,7 @@
 """Representation drift of continued encoders from their base model on old-domain audio.
 
     python -m espnet2_sonar.bin.drift --base exp/base/encoder.pt \\
-        --ckpts "sonar/env=exp/sonar/env/encoder.pt dcp/env=exp/dcp/env/encoder.pt" \\
+        --ckpts "tseed0/sonar/env=exp/tseed0/sonar/env/encoder.pt tseed0/dcp/env=exp/tseed0/dcp/env/encoder.pt" \\
         --audio "prior=exp/base/lists/valid/wav.scp" --out exp/eval/drift.json
 
 Per checkpoint, audio set and layer: mean cosine distance of the hidden states to the base

@@ -2,7 +2,7 @@
 """Training/validation lists for one SONAR stage.
 
     python -m espnet2_sonar.bin.make_train_lists --pool_dir data/pools/music \
-        --out_dir exp/sonar/music/lists [--replay_scp exp/sonar/music/replay/wav.scp] [--rho 0.5]
+        --out_dir exp/tseed0/sonar/music/lists [--replay_scp exp/tseed0/sonar/music/replay/wav.scp] [--rho 0.5]
 
 Writes ``out_dir/{train,valid}/{wav.scp,speech_shape,is_replay,utt2dur}``. A fixed share of
 the pool (chosen by a hash of the utterance id, so stable across reruns) is held out for

@@ -2,7 +2,7 @@
 """Recipe stage 6: frozen probes for every checkpoint x task x seed, in one process.
 
     python -m espnet2_sonar.bin.probe_matrix --task_dir data/tasks --out_dir exp/eval \
-        --ckpts "base=exp/base/encoder.pt sonar/music=exp/sonar/music/encoder.pt" \
+        --ckpts "base=exp/base/encoder.pt tseed0/sonar/music=exp/tseed0/sonar/music/encoder.pt" \
         --tasks "voice_gender prior_sfx instrument animal foley" --seeds "0 1 2"
 
 Writes ``out_dir/<name>/<task>/seed<N>.json`` (the same JSON as ``bin/probe.py``), skipping

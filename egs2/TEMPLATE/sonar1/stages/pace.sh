@@ -2,7 +2,7 @@
 # PACE: class-incremental audio continual learning on top of our encoders.
 #
 #   stages/pace.sh --exp_dir exp/pace --data_dir data \
-#       --ckpts "base:exp/base/encoder.pt sonar:exp/sonar/env/encoder.pt" --seeds "0 1 2"
+#       --ckpts "base:exp/base/encoder.pt sonar:exp/tseed0/sonar/env/encoder.pt" --seeds "0 1 2"
 #
 # For every checkpoint (NAME:PATH), benchmark (${benchmarks}), method (${methods}) and seed,
 # runs espnet2_sonar.bin.pace_eval -> ${exp_dir}/<name>/<benchmark>/<method>/seed<N>.json
