@@ -116,3 +116,32 @@ def test_drift_is_read_per_training_run_and_noise_tested(tmp_path):
     del drift["tseed2/dcp/music"]
     (tmp_path / "drift.json").write_text(json.dumps({"drift": drift}))
     assert "dcp" not in load_drift(tmp_path, sp)
+
+
+@pytest.mark.timeout(60)
+def test_the_shared_base_row_is_stated_over_probe_seeds_and_a_per_run_floor_over_runs(tmp_path):
+    from espnet2_sonar.eval.report import reference_results
+
+    make_runs(tmp_path, sonar_old=[0.79, 0.78, 0.80], dcp_old=[0.40, 0.50, 0.45], probe_jitter=0.02)
+    for t, floor in enumerate((0.30, 0.40, 0.35)):  # one random init per training seed
+        for p in (0, 1):
+            for task in TASKS:
+                _write(tmp_path, f"tseed{t}/random", task, p, floor)
+    for p in (0, 1):
+        for task in TASKS:
+            _write(tmp_path, "logmel", task, p, 0.5 + 0.1 * p)
+    sp = spec([0, 1, 2])
+    probes = load_probe_results(tmp_path, sp)
+    refs = reference_results(tmp_path, sp, ["random", "logmel"], probes.seeds)
+    assert refs["random"]["old"]["replicates"] == "training seeds" and refs["random"]["old"]["n"] == 3
+    assert refs["random"]["old"]["std"] == pytest.approx(0.05)
+    assert refs["logmel"]["old"]["replicates"] == "probe seeds"
+    assert refs["logmel"]["old"]["std"] == pytest.approx(np.std([0.5, 0.6], ddof=1))
+    r = build_results(probes, sp, references=refs)
+    acc = r["methods"]["sonar"]["accuracy"]
+    # the base row: identical in every run, so over runs its std would be 0 by construction
+    assert acc["stage0_replicates"] == "probe seeds" and acc["n"][0][0] == 2
+    assert acc["std"][0][0] == pytest.approx(np.std([0.78, 0.82], ddof=1))
+    md = report_markdown(r, {})
+    assert "Row 0 is the shared base model" in md and "inits (training seeds)" in md
+    assert r["old_task_floor"]["old"]["floor_std"] == pytest.approx(0.05)

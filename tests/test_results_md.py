@@ -414,3 +414,19 @@ def test_published_readme_blocks_match_their_committed_sources_and_results_json(
     if not sync_readme.parse_blocks(readme.read_text(), str(readme)):
         pytest.skip("README.md has no '<!-- BEGIN generated from PATH -->' block yet")
     check_published(readme, ROOT)
+
+
+@pytest.mark.timeout(60)
+def test_stage_times_are_tabulated_latest_per_stage_and_bad_lines_are_named(tmp_path):
+    from espnet2_sonar.bin.results_md import read_stage_times, results_markdown
+
+    report, _ = make_report_dir(tmp_path)
+    times = tmp_path / "stage_times.tsv"
+    times.write_text("1\t30\tdate\tcmd\n2\t180\tdate\tcmd\n7\t20\tdate\tcmd\n7\t25\tdate\tcmd --stage 7\n")
+    parsed = read_stage_times(times)
+    assert parsed == {"1": 30.0, "2": 180.0, "7": 25.0}
+    text = results_markdown(report, tmp_path / "RESULTS.md", env={"python": "x"}, stage_times=parsed)
+    assert "## Wall time per stage" in text and "| 7 |" in text and "| all |" in text
+    times.write_text("1\tthirty\n")
+    with pytest.raises(ValueError, match="stage_times.tsv:1"):
+        read_stage_times(times)

@@ -147,11 +147,30 @@ def _link(target: Path, base: Path) -> str:
     return Path(os.path.relpath(target.resolve(), base.resolve())).as_posix()
 
 
+def read_stage_times(path) -> Dict[str, float]:
+    """Latest wall time per stage from the recipe's ``stage_times.tsv`` (``stage<TAB>seconds<TAB>
+    finished<TAB>command`` lines, appended by every invocation; a rerun of a stage replaces its time).
+    A malformed line is an error naming the file and line."""
+    out: Dict[str, float] = {}
+    for n, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        try:
+            out[fields[0]] = float(fields[1])
+        except (IndexError, ValueError):
+            raise ValueError(f"{path}:{n}: expected 'stage<TAB>seconds<TAB>...', got {line!r}") from None
+    return out
+
+
 def results_markdown(report_dir, out, command: Optional[str] = None, elapsed_s: Optional[float] = None,
-                     title: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> str:
+                     title: Optional[str] = None, env: Optional[Dict[str, str]] = None,
+                     stage_times: Optional[Dict[str, float]] = None) -> str:
     """The text of RESULTS.md for ``report_dir`` (written to ``out``: links are relative to it).
 
     ``env``: the environment section's entries (default: :func:`environment` of this machine).
+    ``stage_times``: latest seconds per recipe stage (:func:`read_stage_times`), tabulated with
+    their sum, so a report regenerated alone still states what the whole run took.
     """
     report_dir, out = Path(report_dir), Path(out)
     for name in REQUIRED:
@@ -177,6 +196,11 @@ def results_markdown(report_dir, out, command: Optional[str] = None, elapsed_s: 
             parts += ["```bash", command, "```"]
         if elapsed_s is not None:
             parts += ([""] if command else []) + [f"- elapsed: {elapsed_text(elapsed_s)}"]
+    if stage_times:
+        parts += ["", "## Wall time per stage", "", "Latest run of each stage (`stage_times.tsv`).", "",
+                  "| stage | wall time |", "|---|---|"]
+        parts += [f"| {stage} | {elapsed_text(sec)} |" for stage, sec in stage_times.items()]
+        parts += [f"| all | {elapsed_text(sum(stage_times.values()))} |"]
     parts += ["", "<!-- Between these markers: stage 7's README_section.md verbatim; "
               "scripts/sync_readme_results.py copies it into README.md. -->", BEGIN]
     text = "\n".join(parts) + "\n" + section + END + "\n"
@@ -200,13 +224,16 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--command", default=None, help="the recipe command line that produced the run")
     p.add_argument("--elapsed_s", type=float, default=None, help="wall-clock seconds of that command")
     p.add_argument("--title", default=None, help='heading (default "RESULTS")')
+    p.add_argument("--stage_times", default=None, help="the recipe's stage_times.tsv (skipped if absent)")
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> Path:
     args = get_parser().parse_args(argv)
+    times = (read_stage_times(args.stage_times)
+             if args.stage_times and Path(args.stage_times).is_file() else None)
     text = results_markdown(args.report_dir, args.out, command=args.command, elapsed_s=args.elapsed_s,
-                            title=args.title)
+                            title=args.title, stage_times=times)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

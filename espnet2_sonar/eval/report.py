@@ -184,20 +184,36 @@ def _read_probe(path: Path, seed: int) -> ProbeScore:
 
 
 def reference_results(eval_dir, spec: ReportSpec, names: Sequence[str], seeds: Sequence[int]) -> dict:
-    """Accuracy per task (mean/std over seeds) of encoders outside the stage matrix, such as
-    the random-init floor (``random``) or DECAR's prior-pool stage; absent names are skipped.
+    """Accuracy per task of encoders outside the stage matrix, such as the random-init floor
+    (``random``) or DECAR's prior-pool stage; absent names are skipped.
 
-    Returns ``{name: {task: seed_stats + per_seed}}``.
+    With ``spec.train_seeds``, a reference probed once per training seed (``tseed<T>/<name>``,
+    e.g. a random init drawn with seed T) has its replicates over those runs, probe seeds nested
+    (``"replicates": "training seeds"``); otherwise mean/std are over probe seeds.
+
+    Returns ``{name: {task: seed_stats + per_seed + replicates}}``.
     """
+    eval_dir = Path(eval_dir)
+
+    def probe_values(name: str, task: str) -> List[float]:
+        values = []
+        for seed in seeds:
+            path = eval_dir / name / task / f"seed{seed}.json"
+            values.append(_read_probe(path, seed).accuracy if path.exists() else math.nan)
+        return values
+
     out = {}
     for name in names:
+        per_run = ([f"{spec.run_prefix(t)}{name}" for t in spec.train_seeds]
+                   if spec.train_seeds is not None else [])
+        nested = bool(per_run) and all((eval_dir / n).is_dir() for n in per_run)
         per_task = {}
         for task in spec.tasks:
-            values = []
-            for seed in seeds:
-                path = Path(eval_dir) / name / task / f"seed{seed}.json"
-                values.append(_read_probe(path, seed).accuracy if path.exists() else math.nan)
-            per_task[task] = _entry(values, seeds)
+            if nested:
+                runs = nested_mean(np.array([probe_values(n, task) for n in per_run])[:, :, None])[:, 0]
+                per_task[task] = _entry(runs.tolist(), [str(t) for t in spec.train_seeds], replicates="training seeds")
+            else:
+                per_task[task] = _entry(probe_values(name, task), seeds, replicates="probe seeds")
         if any(e["n"] for e in per_task.values()):
             out[name] = per_task
     return out
@@ -277,10 +293,18 @@ def method_results(probes: ProbeResults, spec: ReportSpec, method: str) -> dict:
     f1 = score_tensor(probes, spec, method, "macro_f1")
     K, col = len(spec.domains), {t: j for j, t in enumerate(spec.tasks)}
 
+    shared_stage0 = spec.train_seeds is not None and method not in spec.stage0
+
     def matrix(t: np.ndarray) -> dict:
         per_rep = nested_mean(t)  # [R, K + 1, T]
         cells = [[seed_stats(per_rep[:, i, j]) for j in range(per_rep.shape[2])] for i in range(per_rep.shape[1])]
+        if shared_stage0:
+            # the shared base model is one model in every run: its spread over runs is zero by
+            # construction, so its row is stated over probe seeds (``stage0_replicates``)
+            first = next((r for r in range(t.shape[0]) if np.isfinite(t[r, :, 0, :]).any()), 0)
+            cells[0] = [seed_stats(t[first, :, 0, j]) for j in range(t.shape[3])]
         out = {key: [[c[key] for c in row] for row in cells] for key in ("mean", "std", "n")}
+        out["stage0_replicates"] = "probe seeds" if shared_stage0 else None
         out["per_seed"] = {lab: per_rep[r].tolist() for r, lab in enumerate(labels)}
         out["per_probe"] = {lab: {str(p): t[r, k].tolist() for k, p in enumerate(reps[r][2])}
                             for r, lab in enumerate(labels)}

@@ -253,6 +253,12 @@ def _per_task_table(results: dict, key: str, mean_key: str, signed: bool) -> Opt
     return _table(["method"] + [head(t) for t in tasks] + ["mean"], rows)
 
 
+def _ref_replicates(per_task: dict) -> str:
+    """How a reference's ± was taken: over random inits of each training seed, or probe seeds."""
+    kinds = {e.get("replicates") for e in per_task.values() if e.get("n")}
+    return "inits (training seeds)" if kinds == {"training seeds"} else "probe seeds"
+
+
 def _drift_cell(mean: float, std: float, n: int) -> str:
     if n == 1:
         return f"{mean:.4f} (n=1)"
@@ -315,7 +321,9 @@ def report_markdown(results: dict, plots: Dict[str, str], eval_dir: Optional[str
     if "gain_vs_forgetting" in plots:
         out.append(f"![adaptation gain vs forgetting]({plots['gain_vs_forgetting']})\n")
     out.append("## Accuracy after each stage (%)\n")
-    out.append("Bold: the task of the domain adapted to at that stage.\n")
+    out.append("Bold: the task of the domain adapted to at that stage."
+               + (" Row 0 is the shared base model, one model in every training run, so its ± is over probe "
+                  "seeds." if spec.get("train_seeds") is not None else "") + "\n")
     for method in spec["methods"]:
         out.append(f"### {method}\n")
         out.append(accuracy_table(results, method))
@@ -355,8 +363,9 @@ def report_markdown(results: dict, plots: Dict[str, str], eval_dir: Optional[str
                    "`decar/prior` is DECAR's pre-training stage on the prior pool; `decar/random`, when "
                    "present, is DECAR's own architecture (the EfficientNet) before any training, the "
                    "floor of DECAR's encoders.\n")
-        header = ["encoder"] + [_task_head(results, t) for t in spec["tasks"]]
-        rows = [[f"**{name}**"] + [fmt(refs[name][t]) for t in spec["tasks"]] for name in refs]
+        header = ["encoder", "± over"] + [_task_head(results, t) for t in spec["tasks"]]
+        rows = [[f"**{name}**", _ref_replicates(refs[name])] + [fmt(refs[name][t]) for t in spec["tasks"]]
+                for name in refs]
         out.append(_table(header, rows))
     table = floor_table(results)
     if table:

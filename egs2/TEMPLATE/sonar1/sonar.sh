@@ -84,7 +84,7 @@ Usage: $0 [options]
   --ssondo_teacher CKPT --ssondo_args "..."   stage 9 teacher and options (stages/ssondo.sh --help)
 EOF
 )
-cmdline="$0 $*"  # for RESULTS.md
+cmdline="$0$(printf ' %q' "$@")"  # for RESULTS.md and stage_times.tsv (shell-quoted)
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
@@ -162,10 +162,22 @@ make_lists() {
         --valid_share "${valid_share}" --seed "${seed}" ${replay:+--replay_scp "${replay}"}
 }
 
+# Wall time of each stage, appended to ${exp_dir}/stage_times.tsv (stage, seconds, finished,
+# command); RESULTS.md tabulates the latest time of every stage.
+stage_clock=${SECONDS}
+stage_time() {
+    mkdir -p "${exp_dir}"
+    printf '%s\t%s\t%s\t%s\n' "$1" "$((SECONDS - stage_clock))" "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "${cmdline}" \
+        >> "${exp_dir}/stage_times.tsv"
+    stage_clock=${SECONDS}
+}
+log "command: ${cmdline}"
+
 # ---------------------------------------------------------------- 1. data
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     log "Stage 1: data preparation (${subset}) -> ${data_dir}"
     local/data.sh --out "${data_dir}" --subset "${subset}" --nj "${nj}"
+    stage_time 1
 fi
 
 # ---------------------------------------------------------------- 2. base model
@@ -205,6 +217,7 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
         fi
     fi
     log "base encoder: ${base_dir}/encoder.pt, tokenizer: ${base_dir}/tokenizer.pt (official BEATs format)"
+    stage_time 2
 fi
 
 # ---------------------------------------------------------------- 3-5. staged continual pre-training
@@ -270,21 +283,27 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 3 ]; then
         done
     done
   done
+  stage_time 3-5
 fi
 
 # ---------------------------------------------------------------- 6. evaluation
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     log "Stage 6: frozen probes -> ${exp_dir}/eval"
-    # floor: a randomly initialised encoder of the base architecture
-    if [ ! -f "${exp_dir}/random/encoder.pt" ]; then
-        python -m espnet2_sonar.bin.random_encoder --like "${base_dir}/encoder.pt" --seed 0 \
-            --out "${exp_dir}/random/encoder.pt" >/dev/null
-    fi
+    # floor: a randomly initialised encoder of the base architecture, one init per training
+    # seed (the floor's own spread; tseed<T>/random), the first also for drift
+    for tseed in ${train_seeds}; do
+        if [ ! -f "${exp_dir}/random/tseed${tseed}/encoder.pt" ]; then
+            python -m espnet2_sonar.bin.random_encoder --like "${base_dir}/encoder.pt" --seed "${tseed}" \
+                --out "${exp_dir}/random/tseed${tseed}/encoder.pt" >/dev/null
+        fi
+    done
+    random_first=${exp_dir}/random/tseed${first_seed}/encoder.pt
     # floor: mean + std of the log-mel bands (what the input alone gives a probe)
     if [ ! -f "${exp_dir}/floors/logmel.pt" ]; then
         python -m espnet2_sonar.bin.reference_encoder --kind logmel_stats --out "${exp_dir}/floors/logmel.pt" >/dev/null
     fi
-    ckpts="base=${base_dir}/encoder.pt random=${exp_dir}/random/encoder.pt logmel=${exp_dir}/floors/logmel.pt"
+    ckpts="base=${base_dir}/encoder.pt logmel=${exp_dir}/floors/logmel.pt"
+    for tseed in ${train_seeds}; do ckpts+=" tseed${tseed}/random=${exp_dir}/random/tseed${tseed}/encoder.pt"; done
     if [ -n "${base_teacher}" ]; then  # reference: the most the base could learn from its teacher
         if [ ! -f "${exp_dir}/floors/teacher_${base_teacher}.pt" ]; then
             python -m espnet2_sonar.bin.reference_encoder --kind teacher --teacher "${base_teacher}" \
@@ -324,7 +343,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     # label-free view of forgetting: how far each SONAR/DCP stage moved from the base model's
     # features on held-out prior-pool audio (the old domain)
     # features on the prior pool's held-out clips (base/lists/valid: in no training or replay list)
-    drift_ckpts="random=${exp_dir}/random/encoder.pt"; drift_files=("${exp_dir}/random/encoder.pt")
+    drift_ckpts="random=${random_first}"; drift_files=("${random_first}")
     for tseed in ${train_seeds}; do
         for method in ${methods}; do
             [ "${method}" = decar ] && continue  # DECAR may change the architecture (EfficientNet)
@@ -343,6 +362,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         ${decode_cmd} "${exp_dir}/eval/drift.log" python -m espnet2_sonar.bin.drift --base "${base_dir}/encoder.pt" \
             --ckpts "${drift_ckpts}" --audio "prior=${base_dir}/lists/valid/wav.scp" --out "${exp_dir}/eval/drift.json"
     fi
+    stage_time 6
 fi
 
 # ---------------------------------------------------------------- 7. report
@@ -356,8 +376,9 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         --methods "${methods}" --domains "${domains}" --tasks "${probe_tasks}" --out_dir "${exp_dir}/report" \
         --references "${references}" --train_seeds "${train_seeds}" --seeds "${probe_seeds}" \
         "${notes_args[@]}"
+    stage_time 7
     python -m espnet2_sonar.bin.results_md --report_dir "${exp_dir}/report" --out "${exp_dir}/RESULTS.md" \
-        --command "${cmdline}" --elapsed_s "${SECONDS}"
+        --command "${cmdline}" --elapsed_s "${SECONDS}" --stage_times "${exp_dir}/stage_times.tsv"
     log "report: ${exp_dir}/report/report.md; results: ${exp_dir}/RESULTS.md"
 fi
 
@@ -374,6 +395,7 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     eval "pace_extra=(${pace_args})"  # shell words: quoted values such as --methods "naive pace" stay whole
     stages/pace.sh --exp_dir "${exp_dir}/pace" --data_dir "${data_dir}" --ckpts "${pace_ckpts}" \
         --seeds "${probe_seeds}" "${pace_extra[@]}"
+    stage_time 8
 fi
 
 # ---------------------------------------------------------------- 9. S-SONDO (optional)
@@ -387,6 +409,7 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     stages/ssondo.sh --exp_dir "${exp_dir}/ssondo" --data_dir "${data_dir}" --teacher "${ssondo_teacher}" \
         --seeds "${probe_seeds}" --tasks "${probe_tasks}" --config_dir "conf/${size}" --nj "${nj}" --ngpu "${ngpu}" \
         "${ssondo_extra[@]}"
+    stage_time 9
 fi
 
 log "checkpoints (official BEATs format): ${base_dir}/encoder.pt and, per training seed T, ${exp_dir}/tseed<T>/<method>/<domain>/encoder.pt, e.g.$(for m in ${methods}; do [ "$m" = decar ] || for d in ${domains}; do printf ' %s' "${exp_dir}/tseed${first_seed}/${m}/${d}/encoder.pt"; done; done)"
