@@ -276,3 +276,42 @@ def test_probe_matrix_caps_per_class_and_reprobes_when_the_cap_changes(setup, tm
     sub4 = (out / "subsets" / "max4" / "tones" / "test" / "utt2label").read_text().splitlines()
     sub6 = (out / "subsets" / "max6" / "tones" / "test" / "utt2label").read_text().splitlines()
     assert len(sub4) == 12 and set(sub4) <= set(sub6)  # hash ranking: a larger cap keeps the smaller subset
+
+
+@pytest.mark.timeout(300)
+def test_probe_matrix_reprobes_when_the_checkpoint_content_changes(setup, tmp_path):
+    """Results are keyed on the checkpoint's content: a checkpoint retrained in place (same
+    path, other weights) is probed again, an unchanged one is not, and a result without a
+    recorded ``ckpt_sha256`` (written before it was recorded) counts as stale."""
+    import hashlib
+    import shutil
+
+    from espnet2_sonar.bin import probe_matrix
+
+    tasks = tmp_path / "tasks"
+    (tasks / "tones").mkdir(parents=True)
+    (tasks / "tones" / "train").symlink_to(setup["train"])
+    (tasks / "tones" / "test").symlink_to(setup["test"])
+    out, ckpt = tmp_path / "eval", tmp_path / "m" / "encoder.pt"
+    ckpt.parent.mkdir()
+    shutil.copy(setup["ckpt"], ckpt)
+    res = out / "m" / "tones" / "seed0.json"
+
+    def run():
+        probe_matrix.main(["--ckpts", f"m={ckpt}", "--task_dir", str(tasks), "--tasks", "tones", "--seeds", "0",
+                           "--out_dir", str(out), "--max_per_class", "4", "--cache_dir", str(tmp_path / "cache")])
+        return json.loads(res.read_text()), res.stat().st_mtime_ns
+
+    r1, t1 = run()
+    assert r1["ckpt_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert run()[1] == t1  # unchanged checkpoint: reused
+    with torch.random.fork_rng():  # the stage is retrained: other weights under the same path
+        torch.manual_seed(1)
+        save_official(BeatsEncoder(BeatsConfig.named("tiny")).eval(), ckpt)
+    r2, t2 = run()
+    assert t2 != t1 and r2["ckpt_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest() != r1["ckpt_sha256"]
+    assert not r2["embedding_cache"]["train"]["from_cache"]  # embeddings of the new weights, not the old
+    assert run()[1] == t2
+    res.write_text(json.dumps({k: v for k, v in r2.items() if k != "ckpt_sha256"}))  # a result from before
+    r3, _ = run()
+    assert r3["ckpt_sha256"] == r2["ckpt_sha256"] and r3["embedding_cache"]["train"]["from_cache"]

@@ -77,9 +77,15 @@ def test_recipe_end_to_end_on_the_tiny_corpus(tmp_path):
 
     # DECAR beside them (stages 3-7 again: SONAR/DCP are skipped). The tiny default is the
     # paper's EfficientNet: trained from its own init, with that init exported as its floor.
-    decar = _run(["--methods", "sonar dcp decar", "--stage", "3", "--train_args",
+    # A rerun with other training args must not reuse the trained dirs silently: it stops and
+    # names the difference (the stage guard), before any training.
+    stale = _run(["--stage", "4", "--stop_stage", "4", "--train_args", "--max_epoch 2"], tmp_path, timeout=300)
+    assert stale.returncode != 0 and "trained from other inputs" in stale.stderr, stale.stderr[-3000:]
+    decar = _run(["--methods", "decar", "--stage", "3", "--stop_stage", "5", "--train_args",
                   "--max_epoch 1 --batch_size 4 --model_conf draws_per_epoch=8 --model_conf num_clusters=3"],
                  tmp_path, timeout=900)
+    assert decar.returncode == 0, decar.stdout[-3000:] + decar.stderr[-6000:]
+    decar = _run(["--methods", "sonar dcp decar", "--stage", "6"], tmp_path, timeout=900)
     assert decar.returncode == 0, decar.stdout[-3000:] + decar.stderr[-6000:]
     assert {p: p.stat().st_mtime for p in logs} == logs
     from espnet2_sonar.decar.checkpoint import load_efficientnet

@@ -6,10 +6,16 @@
         --tasks "voice_gender prior_sfx instrument animal foley" --seeds "0 1 2"
 
 Writes ``out_dir/<name>/<task>/seed<N>.json`` (the same JSON as ``bin/probe.py``), skipping
-results that exist, so an interrupted stage resumes. Pooled embeddings are cached per
-checkpoint and data dir under ``--cache_dir`` (default ``out_dir/cache``); the three seeds
-of one checkpoint and task reuse one extraction. One process instead of one per probe
-saves the toolkit's start-up time on every probe.
+results that exist, so an interrupted stage resumes. A result is reused only when it was
+probed on the same checkpoint content: each records ``ckpt_sha256`` (see
+:func:`checkpoint_sha256`), and one whose hash differs from the checkpoint's now (retrained,
+re-exported) or that has none (written before the hash was recorded) is probed again, as is
+one probed with another ``--max_per_class``. The hashes are cached by file size and mtime in
+``<cache_dir>/sha256_cache.json``, so a rerun does not read every checkpoint again. Pooled
+embeddings are cached per checkpoint content and data dir under ``--cache_dir`` (default
+``out_dir/cache``; ``eval/embeddings.py`` keys them on the checkpoint files' content); the
+three seeds of one checkpoint and task reuse one extraction. One process instead of one per
+probe saves the toolkit's start-up time on every probe.
 
 ``--max_per_class N`` probes on at most N utterances per class and split, chosen by a hash
 of the utterance id (the same subset for every checkpoint, seed and rerun); the subsets are
@@ -52,12 +58,30 @@ def capped_dir(src: Path, dst: Path, max_per_class: int) -> Path:
     return dst
 
 
-def _cap_of(result_file: Path) -> Optional[int]:
-    """The ``max_per_class`` an existing result was probed with (None if unreadable)."""
+def checkpoint_sha256(ckpt: str, hashes) -> str:
+    """Content hash of what ``ckpt`` resolves to (``eval.checkpoints.resolve_checkpoint``):
+    the model file's sha256 (what ``sha256sum`` prints) for a one-file checkpoint, else the
+    sha256 of the ``"<sha256>  <file name>"`` lines of its files (an ESPnet model and its
+    ``config.yaml``). ``hashes``: a ``stage_guard.HashCache``."""
+    import hashlib
+
+    from espnet2_sonar.eval.checkpoints import resolve_checkpoint
+
+    files = resolve_checkpoint(ckpt).files
+    if len(files) == 1:
+        return hashes.sha256(files[0])
+    lines = "".join(f"{hashes.sha256(f)}  {Path(f).name}\n" for f in files)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _is_current(result_file: Path, max_per_class: int, ckpt_sha256: str) -> bool:
+    """Was the existing ``result_file`` probed on these clips (same per-class cap) with this
+    checkpoint content? False when absent, unreadable or without a recorded ``ckpt_sha256``."""
     try:
-        return int(json.loads(result_file.read_text()).get("max_per_class", 0))
-    except (ValueError, TypeError, OSError):
-        return None
+        stored = json.loads(result_file.read_text())
+        return int(stored.get("max_per_class", 0)) == max_per_class and stored.get("ckpt_sha256") == ckpt_sha256
+    except (ValueError, TypeError, OSError, AttributeError):
+        return False
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -65,6 +89,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from espnet2_sonar.eval.probe import ProbeConfig, run_probe
     from espnet2_sonar.utils.cli import name_path_pairs
+    from espnet2_sonar.utils.stage_guard import HashCache
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpts", required=True, help='"NAME=PATH ..." (NAME may contain "/")')
@@ -79,14 +104,19 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     out_dir = Path(args.out_dir)
     cache_dir = Path(args.cache_dir) if args.cache_dir else out_dir / "cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    hashes = HashCache(cache_dir / "sha256_cache.json")
     jobs = []
     for name, ckpt in name_path_pairs(args.ckpts, "--ckpts").items():
+        digest = checkpoint_sha256(ckpt, hashes)
         for task in args.tasks.split():
             for seed in (int(s) for s in args.seeds.split()):
                 res = out_dir / name / task / f"seed{seed}.json"
-                if not res.exists() or _cap_of(res) != args.max_per_class:  # absent, or probed on other clips
-                    jobs.append((name, ckpt, task, seed, res))
-    for name, ckpt, task, seed, res in tqdm(jobs, desc="probes", unit="probe"):
+                # absent, probed on other clips, or on another checkpoint content (stale)
+                if not _is_current(res, args.max_per_class, digest):
+                    jobs.append((name, ckpt, digest, task, seed, res))
+    hashes.save()
+    for name, ckpt, digest, task, seed, res in tqdm(jobs, desc="probes", unit="probe"):
         dirs = {}
         for split in ("train", "valid", "test"):
             src = Path(args.task_dir) / task / split
@@ -106,6 +136,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             device=args.device,
         )
         result["max_per_class"] = args.max_per_class
+        result["ckpt_sha256"] = digest
         res.parent.mkdir(parents=True, exist_ok=True)
         tmp = res.with_name(f".{res.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(result, indent=2) + "\n")

@@ -17,7 +17,11 @@
 #   9. (optional) S-SONDO: distil the last SONAR encoder into small students (stages/ssondo.sh)
 # The default run stops after stage 7; --stop_stage 9 adds the sibling systems.
 # Stages 3-5 run per training seed and domain, in order. Every step is skipped when its output exists, so a
-# rerun after an interruption resumes (ESPnet training itself resumes with --resume true).
+# rerun after an interruption resumes (ESPnet training itself resumes with --resume true). Every training dir
+# records what made it (stage_inputs.json: config content, args, init checkpoints' and data lists' sha256);
+# a rerun whose inputs differ from a trained dir's stops with an error naming the dir and what changed
+# (espnet2_sonar/utils/stage_guard.py): remove the dir, or give the run another --tag.
+# ./run.sh --help lists every option with its value (run.sh's settings included); it needs no venv.
 set -euo pipefail
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*" >&2; }
 
@@ -35,6 +39,8 @@ nj=2                    # parallel jobs for data prep / embedding
 ngpu=0                  # GPUs for training (0: CPU)
 data_dir=data           # corpus output
 exp_dir=exp             # experiments
+tag=""                  # experiment tag: the run goes to ${exp_dir}_${tag} (ESPnet style: a separate
+                        #   experiment, base model included; --base_ckpt/--base_tokenizer reuse a base)
 subset=full             # corpus subset: full | tiny
 size=tiny               # config set: conf/tiny (CPU), conf/small (CPU, ~10M: the S-SONDO teacher) or conf/base (GPUs, official BEATs size)
 pretrain_teacher_config="" # base from --base_teacher              (default conf/${size}/pretrain_teacher.yaml)
@@ -50,7 +56,7 @@ decar_replay_rho=0.5       # DECAR's continual stages replay uniformly drawn pri
 sample_args="--max_seconds 4 --num_strata 32"  # args for espnet2_sonar.bin.sonar_sample
 train_args=""           # extra args for every training run
 probe_tasks="voice_gender prior_sfx instrument animal foley"  # old tasks (prior pool) first
-probe_seeds="0 1 2"
+probe_seeds="0 1 2"     # probe seeds per checkpoint and task (probe init and batch order)
 eval_split=test         # split the probes score (test: published runs; valid: choosing defaults, the
                         #   test split is then not read)
 probe_args=""           # extra args for espnet2_sonar.bin.probe_matrix
@@ -62,33 +68,31 @@ ssondo_teacher=""       # stage 9 teacher (default: the last domain's SONAR enco
 ssondo_args=""          # extra args for stages/ssondo.sh (stage 9), e.g. --students mobilenetv3
 
 help_message=$(cat <<EOF
-Usage: $0 [options]
-  --stage N / --stop_stage M   stages to run (1 data, 2 base, 3 sample, 4 train, 5 export, 6 eval,
-                               7 report; optional: 8 PACE, 9 S-SONDO)
-  --domains "music bio env"    new domains, in order (staged continual pre-training)
-  --methods "sonar dcp"        continual methods to run
-  --train_seeds "0 1 2"        one run of each continual method per training seed (stages 3-5)
-  --base_ckpt PATH             official BEATs checkpoint; skips base pre-training
-  --base_tokenizer PATH        official BEATs tokenizer checkpoint
-  --base_teacher NAME          base pre-training regresses a frozen teacher's frames (ge2e)
-  --nj N --ngpu N              parallel jobs / GPUs
-  --data_dir DIR --exp_dir DIR --subset full|tiny
-  --size tiny|small|base       config set under conf/ (tiny: CPU; small: CPU, ~10M teacher; base: GPUs)
-  --*_config YAML              override one config (see conf/)
-  --decar_replay_rho R         method decar: prior-pool replay ratio in its continual stages (0: none)
-  --train_args "..." --sample_args "..." --probe_args "..."
-  --probe_tasks "..." --probe_seeds "0 1 2" --probe_max_per_class 200 --valid_share 0.05
-  --eval_split test|valid      split the stage-6 probes score (valid: for choosing defaults)
-  --report_notes FILE          markdown appended to the report (default local/findings.md, if present)
-  --pace_args "..."            stage 8 options (see stages/pace.sh --help)
-  --ssondo_teacher CKPT --ssondo_args "..."   stage 9 teacher and options (stages/ssondo.sh --help)
+Usage: $(dirname "$0")/run.sh [options]   (run.sh sets a corpus' options, then calls sonar.sh [options])
+  Run from the recipe dir (egs2/<corpus>/sonar1). --name value or --name=value; stages:
+  1 data, 2 base, 3 replay sampling, 4 continual training, 5 export, 6 evaluation, 7 report;
+  optional: 8 PACE (stages/pace.sh --help), 9 S-SONDO (stages/ssondo.sh --help).
+  A training dir made from other inputs (config content, args, init checkpoints, data lists)
+  is an error on a rerun: remove it, or use --tag NAME for a separate experiment dir.
 EOF
 )
+# --help: the header, then every option of the block above with its value (generated from the
+# variables, so it cannot drift from them; run.sh's settings show where they override ours)
+usage() {
+    echo "${help_message}"
+    echo "Options (value now: the default, run.sh's setting or an option given before --help):"
+    print_options "${BASH_SOURCE[0]}"
+}
 cmdline="$0$(printf ' %q' "$@")"  # for RESULTS.md and stage_times.tsv (shell-quoted)
+# options first (ESPnet order): --help then works from any dir and without the venv
+. "$(dirname "${BASH_SOURCE[0]}")/utils/parse_options.sh"
+[ $# -eq 0 ] || { log "unexpected arguments: $*"; exit 1; }
+if [ ! -f ./path.sh ] || [ ! -d ./utils ] || [ ! -d ./conf ]; then
+    log "run from a recipe dir (egs2/<corpus>/sonar1, with path.sh, utils/ and conf/): cd $(dirname "$0")"; exit 1
+fi
 . ./path.sh
 . ./cmd.sh
-. utils/parse_options.sh
-[ $# -eq 0 ] || { log "unexpected arguments: $*"; exit 1; }
+if [ -n "${tag}" ]; then exp_dir=${exp_dir}_${tag}; fi
 : "${pretrain_teacher_config:=conf/${size}/pretrain_teacher.yaml}"
 : "${pretrain_iter1_config:=conf/${size}/pretrain_iter1.yaml}"
 : "${tokenizer_config:=conf/${size}/tokenizer.yaml}"
@@ -125,10 +129,26 @@ base_dir=${exp_dir}/base
 #   train_model MODULE OUT_DIR CONFIG TRAIN_DIR VALID_DIR [extra training args...]
 #   MODULE: sonar_train (MAM / SONAR / DCP), tokenizer_train (tokenizer distillation) or
 #           teacher_distill (base encoder from a frozen frame teacher)
+# Provenance guard (espnet2_sonar/utils/stage_guard.py): what makes the dir (the config's
+# content, the module and training args, the init checkpoints those args name and the data
+# lists, all by sha256) is recorded in ${out}/stage_inputs.json before training. A done or
+# partly trained dir recorded from other inputs is an error naming the dir and what changed,
+# never silently skipped or resumed. --ngpu is left out: resuming on other hardware is allowed.
 train_model() {
     local module=$1 out=$2 config=$3 train=$4 valid=$5; shift 5
-    if [ -f "${out}/.done" ]; then log "skip training ${out} (done)"; return; fi
-    mkdir -p "${out}"
+    local targs=("${module}" "$@")
+    # shellcheck disable=SC2206
+    targs+=(${train_args})  # word-split, as on the training command below
+    local inputs="train_list=${train}/wav.scp valid_list=${valid}/wav.scp"
+    if [ -f "${train}/is_replay" ]; then inputs+=" train_replay_flags=${train}/is_replay"; fi
+    local guard=(--dir "${out}" --config "${config}" --args "$(printf '%q ' "${targs[@]}")" --inputs "${inputs}")
+    python -m espnet2_sonar.utils.stage_guard check "${guard[@]}" || exit 1
+    if [ -f "${out}/.done" ]; then
+        # same inputs (a dir trained before the guard is adopted: its record says so)
+        python -m espnet2_sonar.utils.stage_guard record "${guard[@]}" || exit 1
+        log "skip training ${out} (done)"; return
+    fi
+    python -m espnet2_sonar.utils.stage_guard record "${guard[@]}" || exit 1
     local replay_args=()
     if [ -f "${train}/is_replay" ]; then
         replay_args=(--train_data_path_and_name_and_type "${train}/is_replay,is_replay,text_int"
@@ -151,6 +171,13 @@ export_model() {
     local out=$1
     if [ -f "${out}/encoder.pt" ] && [ -f "${out}/tokenizer.pt" ]; then return; fi
     python -m espnet2_sonar.bin.sonar_export --exp_dir "${out}" --out_dir "${out}"
+}
+
+# Copy SRC to DST unless DST already holds the same bytes: a rerun leaves DST (and its mtime)
+# alone, and a changed SRC (say, a retrained stage) replaces it, which the guards downstream see.
+#   install_copy SRC DST
+install_copy() {
+    cmp -s "$1" "$2" || cp "$1" "$2"
 }
 
 # Train/valid lists for one pool (+ optional replay list, mixed in with SEED): ${out}/{train,valid}/{wav.scp,speech_shape[,is_replay]}
@@ -185,15 +212,18 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     log "Stage 2: base model -> ${base_dir}"
     mkdir -p "${base_dir}"
     make_lists "${base_dir}/lists" "${pool_dir}/prior"
+    # Every training below goes through train_model even when base/encoder.pt exists, so a
+    # changed config (or teacher, or base encoder under the tokenizer) stops the run instead of
+    # leaving a stale base in place; the copies keep their mtime when their content is the same.
     if [ -n "${base_ckpt}" ]; then
-        cp "${base_ckpt}" "${base_dir}/encoder.pt"
-    elif [ -n "${base_teacher}" ] && [ ! -f "${base_dir}/encoder.pt" ]; then
+        install_copy "${base_ckpt}" "${base_dir}/encoder.pt"
+    elif [ -n "${base_teacher}" ]; then
         # the encoder regresses the teacher's frame features; its tokenizer is distilled from it below
         train_model teacher_distill "${base_dir}/teacher" "${pretrain_teacher_config}" "${base_dir}/lists/train" "${base_dir}/lists/valid" \
             --teacher "${base_teacher}"
         export_model "${base_dir}/teacher"
-        cp "${base_dir}/teacher/encoder.pt" "${base_dir}/encoder.pt"
-    elif [ ! -f "${base_dir}/encoder.pt" ]; then
+        install_copy "${base_dir}/teacher/encoder.pt" "${base_dir}/encoder.pt"
+    else
         train_model sonar_train "${base_dir}/iter1" "${pretrain_iter1_config}" "${base_dir}/lists/train" "${base_dir}/lists/valid"
         export_model "${base_dir}/iter1"
         train_model tokenizer_train "${base_dir}/tokenizer" "${tokenizer_config}" "${base_dir}/lists/train" "${base_dir}/lists/valid" \
@@ -202,18 +232,18 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
         train_model sonar_train "${base_dir}/iter2" "${pretrain_iter2_config}" "${base_dir}/lists/train" "${base_dir}/lists/valid" \
             --encoder_conf init="${base_dir}/iter1/encoder.pt" --tokenizer_conf init="${base_dir}/tokenizer/tokenizer.pt"
         export_model "${base_dir}/iter2"
-        cp "${base_dir}/iter2/encoder.pt" "${base_dir}/encoder.pt"
-        cp "${base_dir}/iter2/model.pth" "${base_dir}/model.pth"  # predictor + heads seed stage 4
-        cp "${base_dir}/tokenizer/tokenizer.pt" "${base_dir}/tokenizer.pt"
+        install_copy "${base_dir}/iter2/encoder.pt" "${base_dir}/encoder.pt"
+        install_copy "${base_dir}/iter2/model.pth" "${base_dir}/model.pth"  # predictor + heads seed stage 4
+        install_copy "${base_dir}/tokenizer/tokenizer.pt" "${base_dir}/tokenizer.pt"
     fi
-    if [ ! -f "${base_dir}/tokenizer.pt" ]; then
+    if [ -n "${base_ckpt}" ] || [ -n "${base_teacher}" ]; then  # (the iterations distilled theirs above)
         if [ -n "${base_tokenizer}" ]; then
-            cp "${base_tokenizer}" "${base_dir}/tokenizer.pt"
+            install_copy "${base_tokenizer}" "${base_dir}/tokenizer.pt"
         else
             train_model tokenizer_train "${base_dir}/tokenizer" "${tokenizer_config}" "${base_dir}/lists/train" "${base_dir}/lists/valid" \
                 --tokenizer_conf teacher="${base_dir}/encoder.pt"
             export_model "${base_dir}/tokenizer"
-            cp "${base_dir}/tokenizer/tokenizer.pt" "${base_dir}/tokenizer.pt"
+            install_copy "${base_dir}/tokenizer/tokenizer.pt" "${base_dir}/tokenizer.pt"
         fi
     fi
     log "base encoder: ${base_dir}/encoder.pt, tokenizer: ${base_dir}/tokenizer.pt (official BEATs format)"
