@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SONAR recipe stages (shared by every egs2/<corpus>/sonar1 recipe; run.sh only sets options).
 #
-#   1. data prep (local/data.sh)                       -> ${data_dir}/pools, ${data_dir}/tasks
+#   1. data prep (local/data.sh; and/or your own Kaldi dirs, --prior_dir/--domain_dirs/--task_dirs,
+#      formatted by espnet2_sonar.bin.format_data)  -> ${data_dir}/pools, ${data_dir}/tasks
 #   2. base model: --base_ckpt; or --base_teacher NAME (the encoder regresses a frozen pretrained
 #      teacher's frame features on the prior pool); or BEATs iterations on the prior pool
 #      (random-projection tokens -> MAM -> tokenizer distillation -> MAM) -> ${exp_dir}/base
@@ -42,6 +43,18 @@ exp_dir=exp             # experiments
 tag=""                  # experiment tag: the run goes to ${exp_dir}_${tag} (ESPnet style: a separate
                         #   experiment, base model included; --base_ckpt/--base_tokenizer reuse a base)
 subset=full             # corpus subset: full | tiny
+local_data_opts=""      # extra args for local/data.sh (stage 1; shell words), e.g. "--audio_root DIR"
+prior_dir=""            # your own prior pool: a Kaldi-style dir (wav.scp of files or 'command |',
+                        #   optional segments, utt2spk), formatted into ${data_dir}/pools/prior (see
+                        #   egs2/debian_sounds/sonar1/README.md, "Bring your own corpus")
+domain_dirs=""          # your own new-domain pools, "name=DIR ..." -> ${data_dir}/pools/<name>; every
+                        #   name must be in --domains
+task_dirs=""            # your own probe tasks, "task=DIR ..." (DIR/{train,test}, valid optional, each with
+                        #   utt2label) -> ${data_dir}/tasks/<task>/<split>. Given all three, stage 1 only
+                        #   formats them (no local/data.sh); otherwise local/data.sh builds the rest
+task_domain=""          # "task=domain,..." for the report (added to the debian tasks' map): a task of a
+                        #   --domains domain is that stage's new task; any other (e.g. =prior) an old task
+format_args=""          # extra args for espnet2_sonar.bin.format_data, e.g. "--skip_bad --min_seconds 0.5"
 size=tiny               # config set: conf/tiny (CPU), conf/small (CPU, ~10M: the S-SONDO teacher) or conf/base (GPUs, official BEATs size)
 pretrain_teacher_config="" # base from --base_teacher              (default conf/${size}/pretrain_teacher.yaml)
 pretrain_iter1_config=""   # MAM with random-projection tokens   (default conf/${size}/pretrain_iter1.yaml)
@@ -55,7 +68,8 @@ decar_replay_rho=0.5       # DECAR's continual stages replay uniformly drawn pri
                            #   ratio to the new ones (SONAR's budget, unstratified; 0: the paper's DECAR)
 sample_args="--max_seconds 4 --num_strata 32"  # args for espnet2_sonar.bin.sonar_sample
 train_args=""           # extra args for every training run
-probe_tasks="voice_gender prior_sfx instrument animal foley"  # old tasks (prior pool) first
+probe_tasks=""          # probe tasks, old tasks (prior pool) first; empty: the --task_dirs tasks if given,
+                        #   else the debian tasks "voice_gender prior_sfx instrument animal foley"
 probe_seeds="0 1 2"     # probe seeds per checkpoint and task (probe init and batch order)
 eval_split=test         # split the probes score (test: published runs; valid: choosing defaults, the
                         #   test split is then not read)
@@ -70,7 +84,8 @@ ssondo_args=""          # extra args for stages/ssondo.sh (stage 9), e.g. --stud
 help_message=$(cat <<EOF
 Usage: $(dirname "$0")/run.sh [options]   (run.sh sets a corpus' options, then calls sonar.sh [options])
   Run from the recipe dir (egs2/<corpus>/sonar1). --name value or --name=value; stages:
-  1 data, 2 base, 3 replay sampling, 4 continual training, 5 export, 6 evaluation, 7 report;
+  1 data (local/data.sh, or your own dirs: --prior_dir, --domain_dirs, --task_dirs), 2 base,
+  3 replay sampling, 4 continual training, 5 export, 6 evaluation, 7 report;
   optional: 8 PACE (stages/pace.sh --help), 9 S-SONDO (stages/ssondo.sh --help).
   A training dir made from other inputs (config content, args, init checkpoints, data lists)
   is an error on a rerun: remove it, or use --tag NAME for a separate experiment dir.
@@ -120,6 +135,35 @@ for t in ${train_seeds}; do
     [[ "$t" =~ ^[0-9]+$ ]] || { log "--train_seeds: '$t' is not a non-negative integer"; exit 1; }
 done
 first_seed=${train_seeds%% *}; first_seed=${first_seed## }
+
+# Your own data (stage 1 formats it): names checked here, so a mismatch stops the run before any
+# work. The dir lists are shell words ("name=DIR 'other=/a dir'"), as format_data reads them.
+eval "own_domains=(${domain_dirs})"; eval "own_tasks=(${task_dirs})"
+for item in "${own_domains[@]}" "${own_tasks[@]}"; do
+    [[ "${item}" =~ ^[^=]+=.+$ ]] || { log "--domain_dirs/--task_dirs: '${item}' is not name=DIR (quote a DIR with spaces: \"name='/a dir'\")"; exit 1; }
+done
+own_domain_names=""; for item in "${own_domains[@]}"; do own_domain_names+=" ${item%%=*}"; done
+own_task_names=""; for item in "${own_tasks[@]}"; do own_task_names+=" ${item%%=*}"; done
+own_all=false  # every part is given: local/data.sh is not run
+if [ -n "${prior_dir}" ] && [ -n "${own_domain_names}" ] && [ -n "${own_task_names}" ]; then own_all=true; fi
+if [ -z "${probe_tasks// }" ]; then
+    probe_tasks=${own_task_names:-voice_gender prior_sfx instrument animal foley}; probe_tasks=${probe_tasks# }
+fi
+for d in ${own_domain_names}; do
+    [[ " ${domains} " == *" ${d} "* ]] || { log "--domain_dirs gives '${d}', which --domains (${domains}) does not list: add it (in adaptation order)"; exit 1; }
+done
+if ${own_all}; then
+    for d in ${domains}; do
+        [[ " ${own_domain_names} " == *" ${d} "* ]] || { log "--domains lists '${d}' but --domain_dirs gives no ${d}=DIR (with --prior_dir, --domain_dirs and --task_dirs all given, local/data.sh is not run)"; exit 1; }
+    done
+    for t in ${probe_tasks}; do
+        [[ " ${own_task_names} " == *" ${t} "* ]] || { log "--probe_tasks lists '${t}' but --task_dirs gives no ${t}=DIR (with --prior_dir, --domain_dirs and --task_dirs all given, local/data.sh is not run)"; exit 1; }
+    done
+fi
+for t in ${own_task_names}; do
+    [[ " ${probe_tasks} " == *" ${t} "* ]] || continue
+    [[ ",${task_domain// /}," == *",${t}="* ]] || { log "--task_domain gives no domain for task '${t}': add ${t}=<domain> (a --domains domain: that stage's new task; prior: an old task)"; exit 1; }
+done
 
 pool_dir=${data_dir}/pools
 task_dir=${data_dir}/tasks
@@ -202,8 +246,21 @@ log "command: ${cmdline}"
 
 # ---------------------------------------------------------------- 1. data
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
-    log "Stage 1: data preparation (${subset}) -> ${data_dir}"
-    local/data.sh --out "${data_dir}" --subset "${subset}" --nj "${nj}"
+    if ${own_all}; then
+        log "Stage 1: data: your own dirs only (local/data.sh is not run) -> ${data_dir}"
+    else
+        log "Stage 1: data preparation (${subset}) -> ${data_dir}"
+        eval "local_data_extra=(${local_data_opts})"  # shell words: a quoted path stays whole
+        local/data.sh --out "${data_dir}" --subset "${subset}" --nj "${nj}" "${local_data_extra[@]}"
+    fi
+    if [ -n "${prior_dir}${own_domain_names}${own_task_names}" ]; then
+        # wav.scp pipes and segments resolved, 16 kHz mono FLAC, utt2dur, validated; a dir of the
+        # same name from local/data.sh is replaced. Converted files are reused on a rerun.
+        log "Stage 1: formatting your data dirs -> ${data_dir}/pools, ${data_dir}/tasks"
+        eval "format_extra=(${format_args})"
+        python -m espnet2_sonar.bin.format_data --data_dir "${data_dir}" --prior_dir "${prior_dir}" \
+            --domain_dirs "${domain_dirs}" --task_dirs "${task_dirs}" --nj "${nj}" "${format_extra[@]}"
+    fi
     stage_time 1
 fi
 
@@ -401,11 +458,16 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     notes_args=()
     [ -n "${report_notes}" ] && [ -f "${report_notes}" ] && notes_args=(--notes "${report_notes}")
     references="random logmel decar/random"
+    task_domain_args=()  # the debian tasks' map, then --task_domain's pairs (which win)
+    if [ -n "${task_domain// }" ]; then
+        task_domain_args=(--task_domain "$(python -c 'from espnet2_sonar.eval.report import DEFAULT_TASK_DOMAIN as d
+print(",".join(f"{k}={v}" for k, v in d.items()))'),${task_domain}")
+    fi
     [ -n "${base_teacher}" ] && references+=" teacher/${base_teacher}"
     python -m espnet2_sonar.bin.report --eval_dir "${exp_dir}/eval" --exp_dir "${exp_dir}" \
         --methods "${methods}" --domains "${domains}" --tasks "${probe_tasks}" --out_dir "${exp_dir}/report" \
         --references "${references}" --train_seeds "${train_seeds}" --seeds "${probe_seeds}" \
-        "${notes_args[@]}"
+        "${task_domain_args[@]}" "${notes_args[@]}"
     stage_time 7
     python -m espnet2_sonar.bin.results_md --report_dir "${exp_dir}/report" --out "${exp_dir}/RESULTS.md" \
         --command "${cmdline}" --elapsed_s "${SECONDS}" --stage_times "${exp_dir}/stage_times.tsv"

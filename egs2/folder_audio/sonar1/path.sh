@@ -1,0 +1,1 @@
+../../TEMPLATE/sonar1/path.sh
