@@ -10,24 +10,13 @@ wav.scp, utt2spk, spk2utt, utt2dur, utt2label), 16 kHz mono FLAC under ``DIR/aud
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from tqdm import tqdm
 
 from espnet2_sonar.data.build import build_corpus
 from espnet2_sonar.data.corpus import SUBSETS, get_subset
 from espnet2_sonar.data.package_cache import default_cache_dir
-
-
-class _TqdmHandler(logging.StreamHandler):
-    """Log lines that do not break the progress bars."""
-
-    def emit(self, record):
-        try:
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:  # pragma: no cover - logging must not raise
-            self.handleError(record)
+from espnet2_sonar.utils.cli import log_through_tqdm
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -50,9 +39,7 @@ def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     if args.nj < 1:
         raise SystemExit("--nj must be >= 1")
-    handler = _TqdmHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    log_through_tqdm()
     report = build_corpus(args.out, get_subset(args.subset), args.cache or default_cache_dir(),
                           nj=args.nj, seed=args.seed, progress=not args.quiet)
     print(report.summary.to_markdown())

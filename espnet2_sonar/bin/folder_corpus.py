@@ -22,23 +22,12 @@ tasks cries (prior) and minetest_foley (env).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from tqdm import tqdm
 
 from espnet2_sonar.data.folder_corpus import build_example_folder, build_folder_corpus
 from espnet2_sonar.data.format_dir import FormatError
-
-
-class _TqdmHandler(logging.StreamHandler):
-    """Log lines that do not break the progress bars."""
-
-    def emit(self, record):
-        try:
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:  # pragma: no cover - logging must not raise
-            self.handleError(record)
+from espnet2_sonar.utils.cli import log_through_tqdm
 
 
 def _shares(text: str):
@@ -74,9 +63,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    handler = _TqdmHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    log_through_tqdm()
     root = args.audio_root
     try:
         if not root:

@@ -19,24 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
 
 from espnet2_sonar.data.format_dir import FormatError, format_corpus, format_dir, parse_name_dirs
-
-
-class _TqdmHandler(logging.StreamHandler):
-    """Log lines that do not break the progress bars."""
-
-    def emit(self, record):
-        try:
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:  # pragma: no cover - logging must not raise
-            self.handleError(record)
+from espnet2_sonar.utils.cli import log_through_tqdm
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -63,9 +52,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    handler = _TqdmHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    log_through_tqdm()
     common = dict(nj=args.nj, min_s=args.min_seconds, skip_bad=args.skip_bad, progress=not args.quiet)
     try:
         if args.src or args.dst:

@@ -1,6 +1,27 @@
 """Small command-line helpers shared by the entry points under ``espnet2_sonar.bin``."""
 
+import logging
+import sys
 from typing import Dict
+
+
+class TqdmLoggingHandler(logging.StreamHandler):
+    """Log lines written through ``tqdm.write``, so they do not break the progress bars."""
+
+    def emit(self, record):
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # pragma: no cover - logging must not raise
+            self.handleError(record)
+
+
+def log_through_tqdm(fmt: str = "%(levelname)s %(message)s", level: int = logging.INFO) -> None:
+    """Route the root logger through :class:`TqdmLoggingHandler` (replacing its handlers)."""
+    handler = TqdmLoggingHandler()
+    handler.setFormatter(logging.Formatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def name_path_pairs(text: str, what: str) -> Dict[str, str]:
