@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from espnet2_sonar.adapt.pipeline import (NO_PRIOR_NOTE, NO_PRIOR_NOTE_DCP, AdaptOptions, BaseModel, Layout,
-                                          StepTimer, _now, _quiet_stdout, options_dict, write_json)
+from espnet2_sonar.adapt.common import (NO_PRIOR_NOTE, NO_PRIOR_NOTE_DCP, AdaptOptions, BaseModel, Layout,
+                                        StepTimer, _now, _quiet_stdout, options_dict, write_json)
 
 log = logging.getLogger("espnet2_sonar.adapt")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
