@@ -45,6 +45,8 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
+from espnet2_sonar.utils.cli import name_path_pairs
+
 RECORD_NAME = "stage_inputs.json"
 HASH_CACHE_NAME = ".sha256_cache.json"
 RECORD_FORMAT = 1
@@ -120,16 +122,9 @@ def referenced_files(words: Iterable[str]) -> List[str]:
 
 
 def parse_inputs(text: str) -> Dict[str, str]:
-    """``"name=path ..."`` -> dict; ``ValueError`` for a malformed or repeated entry."""
-    out: Dict[str, str] = {}
-    for item in text.split():
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--inputs entries are NAME=PATH, got {item!r}")
-        if name in out:
-            raise ValueError(f"--inputs: name {name!r} given twice")
-        out[name] = path
-    return out
+    """``"name=path ..."`` -> dict (empty text: no inputs); ``ValueError`` for a malformed or
+    repeated entry (``utils.cli.name_path_pairs``)."""
+    return name_path_pairs(text, "--inputs") if text.split() else {}
 
 
 def describe(config: str, args: str, inputs: Dict[str, str], cache: HashCache) -> dict:
