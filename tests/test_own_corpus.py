@@ -341,11 +341,41 @@ def test_sonar_sh_checks_and_formats_own_dirs(tmp_path):
 
 # ---------------------------------------------------------------- the folder_audio recipe end to end
 
+def _base_checkpoint(kind: str, tmp_path: Path, env: dict) -> str:
+    """A tiny BEATs encoder as a user would bring it: an official fine-tuned file (classifier and
+    label_dict) read from a pre-filled Hugging Face cache offline, or an ESPnet-format file that
+    records no fbank statistics (as ESPnet writes it)."""
+    import torch
+
+    from espnet2_sonar.beats.config import BeatsConfig
+    from espnet2_sonar.beats.encoder import BeatsEncoder
+    from espnet2_sonar.beats.formats import save_espnet
+    from espnet2_sonar.beats.interop import save_official
+    from sonar_fixtures import fill_hub_cache
+
+    torch.manual_seed(3)
+    encoder = BeatsEncoder(BeatsConfig.named("tiny")).eval()
+    if kind == "official_finetuned_hf":
+        ft = save_official(encoder, tmp_path / "ft.pt", predictor=torch.nn.Linear(160, 527), label_dict={0: "Speech"})
+        fill_hub_cache(tmp_path / "hf_cache", "someone/beats-tiny-ft", {"ft.pt": ft})
+        env.update(HF_HUB_CACHE=str(tmp_path / "hf_cache"), HF_HUB_OFFLINE="1")
+        return "hf://someone/beats-tiny-ft/ft.pt"
+    esp = torch.load(save_espnet(encoder, tmp_path / "esp.pt"), weights_only=True)
+    esp["cfg"] = {k: v for k, v in esp["cfg"].items() if not k.startswith("fbank")}
+    torch.save(esp, tmp_path / "esp.pt")
+    return str(tmp_path / "esp.pt")
+
+
+# Base pre-training itself is covered by tests/test_recipe.py; here the base is a user's checkpoint
+# in each foreign format, carried through every stage (1-7).
 @pytest.mark.timeout(900)
-def test_folder_audio_recipe_end_to_end(tmp_path):
+@pytest.mark.parametrize("base_kind", ["official_finetuned_hf", "espnet"])
+def test_folder_audio_recipe_end_to_end(tmp_path, base_kind):
     root = _folder(tmp_path / "tiny folder", per_label=5)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", OMP_NUM_THREADS="2")
+    base_ckpt = _base_checkpoint(base_kind, tmp_path, env)
     cmd = ["./run.sh", "--audio_root", str(root), "--data_dir", str(tmp_path / "data"),
+           "--base_ckpt", base_ckpt, "--base_teacher", "",
            "--exp_dir", str(tmp_path / "exp"), "--task_domain", "calls=prior,engines=city",
            "--methods", "sonar dcp", "--train_seeds", "0", "--probe_seeds", "0", "--probe_max_per_class", "20",
            "--sample_args", "--max_seconds 4 --num_strata 4",
@@ -358,3 +388,11 @@ def test_folder_audio_recipe_end_to_end(tmp_path):
     assert results["spec"]["old_tasks"] == ["calls"]
     assert (tmp_path / "exp" / "tseed0" / "sonar" / "city" / "encoder.pt").is_file()
     assert (tmp_path / "exp" / "RESULTS.md").is_file()
+    from espnet2_sonar.beats.frontend import ESPNET_FBANK_MEAN, FBANK_MEAN
+    from espnet2_sonar.beats.interop import load_official
+
+    base = load_official(tmp_path / "exp" / "base" / "encoder.pt")  # canonical: strict official format
+    assert base.config.fbank_mean == (ESPNET_FBANK_MEAN if base_kind == "espnet" else FBANK_MEAN)
+    # the continual stages start from the user's weights and keep the base's statistics
+    adapted = load_official(tmp_path / "exp" / "tseed0" / "sonar" / "city" / "encoder.pt")
+    assert adapted.config.fbank_mean == base.config.fbank_mean

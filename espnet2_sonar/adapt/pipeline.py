@@ -83,36 +83,35 @@ def _load_checkpoint(path: Path, what: str) -> dict:
 
 
 def prepare_base(opts: AdaptOptions, lay: Layout) -> BaseModel:
-    """Check the base checkpoint and copy it to OUT_DIR/base/encoder.pt (a fine-tuned
-    classifier head, ``predictor.*``, is stripped: the encoder is what gets adapted)."""
-    import torch
+    """Check the base checkpoint (any format ``beats.formats`` reads, a file or Hugging Face
+    spec) and write it to OUT_DIR/base/encoder.pt in the canonical official format (a
+    fine-tuned classifier head, ``predictor.*``, is dropped: the encoder is what gets adapted)."""
+    from espnet2_sonar.beats.formats import canonical_encoder_checkpoint, detect_format, write_checkpoint
+    from espnet2_sonar.beats.interop import CheckpointMismatchError, encoder_from_official, official_checkpoint
+    from espnet2_sonar.utils.hub import resolve_checkpoint_path
 
-    from espnet2_sonar.beats.interop import CheckpointMismatchError, encoder_from_official
-
-    src = Path(opts.base_ckpt)
+    try:
+        src = resolve_checkpoint_path(opts.base_ckpt)
+    except (FileNotFoundError, ValueError) as e:
+        raise AdaptError(f"--base_ckpt {e}") from None
     ckpt = _load_checkpoint(src, "--base_ckpt")
     state = ckpt["model"]
     if isinstance(state, dict) and any(k.startswith("quantize.") for k in state):
         raise AdaptError(f"--base_ckpt {src}: this is a BEATs tokenizer checkpoint, not an encoder "
                          "(give it as --base_tokenizer and the encoder as --base_ckpt)")
-    stripped = bool(ckpt["cfg"].get("finetuned_model")) or any(k.startswith("predictor.") for k in state)
     try:
-        encoder_from_official(ckpt, ignore=("predictor.*",), source=str(src))
+        stripped = detect_format(ckpt, str(src)) == "official_finetuned"
+        encoder = encoder_from_official(canonical_encoder_checkpoint(ckpt, str(src)), source=str(src))
     except (CheckpointMismatchError, ValueError) as e:
         raise AdaptError(f"--base_ckpt {src}: not a BEATs encoder this toolkit can load: {e}") from None
-    size, exact = detect_size(ckpt["cfg"])
+    cfg = encoder.config.to_dict()
+    size, exact = detect_size(cfg)
     if not lay.base_encoder.is_file():
         lay.base.mkdir(parents=True, exist_ok=True)
         if stripped:
             log.info("%s is fine-tuned: its classifier head (predictor.*) is dropped; the encoder is adapted", src)
-            clean = {"cfg": dict(ckpt["cfg"], finetuned_model=False),
-                     "model": {k: v for k, v in state.items() if not k.startswith("predictor.")}}
-            tmp = lay.base_encoder.with_name(f".encoder.pt.{os.getpid()}.tmp")
-            torch.save(clean, tmp)
-            os.replace(tmp, lay.base_encoder)
-        else:
-            _copy_atomic(src, lay.base_encoder)
-    return BaseModel(str(src), lay.base_encoder, lay.base_tokenizer, size, exact, dict(ckpt["cfg"]),
+        write_checkpoint(official_checkpoint(encoder), lay.base_encoder)
+    return BaseModel(str(src), lay.base_encoder, lay.base_tokenizer, size, exact, cfg,
                      _sha256(src), stripped_head=stripped)
 
 
@@ -120,19 +119,22 @@ def tokenizer_choice(opts: AdaptOptions) -> tuple[str, Optional[Path]]:
     """(kind, path): ``given`` (--base_tokenizer), ``beside`` (tokenizer.pt next to the base
     checkpoint) or ``distilled`` (none: one is distilled from the base encoder)."""
     if opts.base_tokenizer:
-        return "given", Path(opts.base_tokenizer)
+        from espnet2_sonar.utils.hub import resolve_checkpoint_path
+
+        return "given", resolve_checkpoint_path(opts.base_tokenizer)
     beside = Path(opts.base_ckpt).parent / "tokenizer.pt"
     if beside.is_file() and beside.resolve() != Path(opts.base_ckpt).resolve():
         return "beside", beside
     return "distilled", None
 
 
-def _check_tokenizer(path: Path, what: str) -> None:
-    from espnet2_sonar.beats.interop import load_official_tokenizer
+def _check_tokenizer(path: Path, what: str):
+    """The tokenizer at ``path`` (any format ``beats.formats`` reads), or ``AdaptError``."""
+    from espnet2_sonar.beats.formats import load_beats_tokenizer
 
     _load_checkpoint(path, what)
     try:
-        load_official_tokenizer(path)
+        return load_beats_tokenizer(path)
     except Exception as e:  # noqa: BLE001 -- mismatch errors of every kind name the file
         raise AdaptError(f"{what} {path}: not a BEATs tokenizer checkpoint this toolkit can load: {e}") from None
 
@@ -322,6 +324,8 @@ def adapt(opts: AdaptOptions) -> dict:
     """Run every step (see the module doc); returns the report dict (also in report.json)."""
     from espnet2_sonar.adapt import report as report_mod
     from espnet2_sonar.adapt.scan import split_heldout, utterance_digest, write_pool
+    from espnet2_sonar.beats.formats import write_checkpoint
+    from espnet2_sonar.beats.interop_tokenizer import official_tokenizer_checkpoint
     from espnet2_sonar.data.kaldi_dir import write_kaldi_dir
 
     started, t0 = _now(), time.time()
@@ -373,10 +377,10 @@ def adapt(opts: AdaptOptions) -> dict:
                 step.skip("done before")
                 base.tokenizer_source = str(tok_path) if tok_path else distilled
             elif tok_path is not None:
-                _check_tokenizer(tok_path, "--base_tokenizer" if tok_kind == "given" else "tokenizer")
+                tokenizer = _check_tokenizer(tok_path, "--base_tokenizer" if tok_kind == "given" else "tokenizer")
                 log.info("tokenizer: %s%s", tok_path,
                          " (found next to the base checkpoint)" if tok_kind == "beside" else "")
-                _copy_atomic(tok_path, lay.base_tokenizer)
+                write_checkpoint(official_tokenizer_checkpoint(tokenizer), lay.base_tokenizer)  # canonical format
                 base.tokenizer_source = str(tok_path)
             else:
                 log.warning("no --base_tokenizer and no tokenizer.pt next to %s: distilling a tokenizer from the "

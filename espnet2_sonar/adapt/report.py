@@ -108,7 +108,7 @@ def compute_drift(ctx: Context) -> dict:
 
 def codebook_stats(ctx: Context) -> dict:
     """Base and adapted codebook sizes and the per-epoch train means of ``CODEBOOK_KEYS``."""
-    from espnet2_sonar.beats.interop import load_official_tokenizer
+    from espnet2_sonar.beats.formats import load_beats_tokenizer
     from espnet2_sonar.eval.report import CODEBOOK_KEYS, _stats_from_checkpoint, _stats_from_log
 
     exp = ctx.lay.exp
@@ -125,8 +125,8 @@ def codebook_stats(ctx: Context) -> dict:
         for key in CODEBOOK_KEYS:
             if any(epochs[e].get(key) is not None for e in order):
                 per_epoch[key] = [float(epochs[e][key]) if epochs[e].get(key) is not None else math.nan for e in order]
-    base_codes = load_official_tokenizer(ctx.lay.base_tokenizer).num_codes
-    adapted_codes = load_official_tokenizer(ctx.lay.tokenizer).num_codes
+    base_codes = load_beats_tokenizer(ctx.lay.base_tokenizer).num_codes
+    adapted_codes = load_beats_tokenizer(ctx.lay.tokenizer).num_codes
     return {"base_codes": int(base_codes), "adapted_codes": int(adapted_codes),
             "growth": int(adapted_codes) - int(base_codes), "source": None if source is None else str(source),
             "per_epoch": per_epoch}

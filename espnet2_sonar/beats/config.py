@@ -4,7 +4,9 @@ The field names and defaults follow ``BEATsConfig`` in microsoft/unilm ``beats/B
 so ``BeatsConfig.from_dict(ckpt["cfg"])`` reads a released checkpoint and
 ``BeatsConfig.to_dict()`` writes a cfg the official code reads back. One deliberate
 difference: the official placeholder ``input_patch_size = -1`` (always overridden by the
-released cfgs) is 16 here, so a default config builds.
+released cfgs) is 16 here, so a default config builds. Two fields are ours: ``fbank_mean`` /
+``fbank_std``, the fbank normalisation the weights were trained with (official defaults; the
+official code ignores extra cfg keys, so files we write with them still load there).
 
 Named architectures (``BeatsConfig.named``):
 
@@ -24,6 +26,7 @@ layer-wise gradient decay 0.6.
 from dataclasses import dataclass
 from typing import Any, Dict
 
+from espnet2_sonar.beats.frontend import FBANK_MEAN, FBANK_STD
 from espnet2_sonar.utils.config import StrictConfig
 
 ACTIVATIONS = ("relu", "gelu", "gelu_accurate", "tanh", "linear")
@@ -96,6 +99,12 @@ class BeatsConfig(StrictConfig):
     predictor_class: int = 527
     """Classes of the fine-tuned classifier (kept for cfg round trips only)."""
 
+    fbank_mean: float = FBANK_MEAN
+    """Mean of the log-mel fbank the weights were trained with (ours; not an official key).
+    Official BEATs: 15.41663 (the default); ESPnet/OpenBEATs releases: 15.29130."""
+    fbank_std: float = FBANK_STD
+    """Std of the fbank (ours): official 6.55582 (the default), ESPnet/OpenBEATs 5.90532."""
+
     def __post_init__(self):
         if self.input_patch_size <= 0:
             raise ValueError(f"input_patch_size must be > 0, got {self.input_patch_size}")
@@ -115,6 +124,9 @@ class BeatsConfig(StrictConfig):
             raise ValueError(f"activation_fn must be one of {ACTIVATIONS}, got {self.activation_fn!r}")
         if self.deep_norm and self.layer_norm_first:
             raise ValueError("deep_norm and layer_norm_first cannot both be true")
+        if not self.fbank_std > 0:
+            raise ValueError(f"fbank_std must be > 0, got {self.fbank_std}")
+        self.fbank_mean, self.fbank_std = float(self.fbank_mean), float(self.fbank_std)
         if self.layer_wise_gradient_decay_ratio <= 0:
             raise ValueError(
                 f"layer_wise_gradient_decay_ratio must be > 0, got {self.layer_wise_gradient_decay_ratio}"

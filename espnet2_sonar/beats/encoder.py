@@ -25,7 +25,7 @@ from torch import nn
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 
 from espnet2_sonar.beats.config import BeatsConfig
-from espnet2_sonar.beats.frontend import FBANK_MEAN, FBANK_STD, NUM_MEL_BINS, BeatsFrontend
+from espnet2_sonar.beats.frontend import NUM_MEL_BINS, BeatsFrontend
 from espnet2_sonar.beats.layers import BeatsTransformer
 from espnet2_sonar.beats.masking import gather_patches, make_mask, valid_patches, visible_patches
 
@@ -62,8 +62,9 @@ class BeatsEncoder(AbsEncoder):
     Args:
         config: a BeatsConfig, a dict of official cfg keys, or an architecture name
             (``tiny``, ``small``, ``base``); default ``base``.
-        fbank_mean, fbank_std: fbank normalisation (official BEATs stats by default; use
-            the stats the checkpoint was trained with).
+        fbank_mean, fbank_std: override the config's fbank normalisation (``config.fbank_mean``,
+            ``config.fbank_std``; official BEATs stats by default); the config is updated, so
+            checkpoints written from this encoder record what it uses.
         input_size: ignored; accepted so ESPnet's ``--encoder_conf`` (which passes the
             frontend's output size) works.
     """
@@ -71,18 +72,22 @@ class BeatsEncoder(AbsEncoder):
     def __init__(
         self,
         config: BeatsConfig | dict | str | None = None,
-        fbank_mean: float = FBANK_MEAN,
-        fbank_std: float = FBANK_STD,
+        fbank_mean: float | None = None,
+        fbank_std: float | None = None,
         input_size: int | None = None,
     ):
         super().__init__()
-        self.config = config = BeatsConfig.resolve(config)
+        config = BeatsConfig.resolve(config)
+        stats = {k: v for k, v in (("fbank_mean", fbank_mean), ("fbank_std", fbank_std)) if v is not None}
+        if stats:
+            config = BeatsConfig.from_dict(dict(config.to_dict(), **stats))
+        self.config = config
         p = config.input_patch_size
         if NUM_MEL_BINS % p:
             raise ValueError(f"input_patch_size={p} must divide the {NUM_MEL_BINS} mel bins")
         self.patch_size = p
         self.freq_patches = NUM_MEL_BINS // p
-        self.frontend = BeatsFrontend(fbank_mean, fbank_std, min_frames=p)
+        self.frontend = BeatsFrontend(config.fbank_mean, config.fbank_std, min_frames=p)
         self.patch_embedding = nn.Conv2d(1, config.embed_dim, kernel_size=p, stride=p, bias=config.conv_bias)
         self.layer_norm = nn.LayerNorm(config.embed_dim)
         self.post_extract_proj = None

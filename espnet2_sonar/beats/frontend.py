@@ -12,7 +12,8 @@ padding value, an item's valid frames equal the item run alone.
 Normalisation statistics: 15.41663 / 6.55582 are the AudioSet statistics of the official
 BEATs code and released checkpoints. ESPnet's ``espnet2/beats/utils.py`` defaults to
 15.29130 / 5.90532 (OpenBEATs corpus statistics): a checkpoint must be used with the stats
-it was trained with, so they are constructor arguments here.
+it was trained with, so they are constructor arguments here, and ``BeatsConfig`` fields
+(``fbank_mean``, ``fbank_std``) that every checkpoint we write carries in its cfg.
 
 Inputs shorter than one patch (``min_frames`` frames, 0.175 s for 16x16 patches) are padded
 with silence up to one patch: the item then yields exactly one row of patches.
@@ -33,6 +34,8 @@ PREEMPHASIS = 0.97
 WAVEFORM_SCALE = 2**15
 FBANK_MEAN = 15.41663
 FBANK_STD = 6.55582
+ESPNET_FBANK_MEAN = 15.29130  # espnet2/beats/utils.py DEFAULT_FBANK_MEAN (OpenBEATs corpus)
+ESPNET_FBANK_STD = 5.90532
 
 
 def num_frames(sample_lengths: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,9 @@ anything else                                          the same name
 Loads are strict: checkpoint keys the encoder does not have, keys it needs that the
 checkpoint lacks, and shape mismatches raise an error naming them and the file. Keys
 matching an ``ignore`` glob (e.g. ``"predictor.*"`` of a fine-tuned checkpoint) are
-skipped; ignoring a key the encoder needs still fails as missing.
+skipped; ignoring a key the encoder needs still fails as missing. Fine-tuned official files,
+ESPnet/OpenBEATs files and Hugging Face specs are turned into this format by ``beats.formats``
+(``load_beats_encoder``, ``load_beats_tokenizer``), which every loader of user checkpoints uses.
 """
 
 import fnmatch

@@ -55,13 +55,14 @@ def get_parser() -> argparse.ArgumentParser:
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("inputs")
-    g.add_argument("--base_ckpt", required=True, type=Path, help="official BEATs encoder checkpoint to adapt")
+    g.add_argument("--base_ckpt", required=True,
+                   help="BEATs encoder checkpoint to adapt (official, fine-tuned, ESPnet/OpenBEATs) or hf:// spec")
     g.add_argument("--new_audio", required=True, type=Path, help="folder of audio to adapt to (searched recursively)")
     g.add_argument("--prior_audio", type=Path, default=None,
                    help="folder of old-domain audio: replay pool and drift audio (see the note on running without)")
     g.add_argument("--out_dir", required=True, type=Path, help="output folder (no whitespace or commas)")
-    g.add_argument("--base_tokenizer", type=Path, default=None,
-                   help="official BEATs tokenizer (default: tokenizer.pt next to --base_ckpt, else distilled)")
+    g.add_argument("--base_tokenizer", default=None,
+                   help="BEATs tokenizer (any format, or hf:// spec) (default: tokenizer.pt next to --base_ckpt, else distilled)")
     g.add_argument("--probe_tasks", type=Path, default=None,
                    help="folder of labelled Kaldi task dirs <task>/{train,test}[/valid] (wav.scp + utt2label)")
     g = p.add_argument_group("training")

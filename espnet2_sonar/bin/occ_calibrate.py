@@ -51,10 +51,10 @@ def summarise(cos: np.ndarray) -> Dict[str, object]:
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
-    from espnet2_sonar.beats.interop import load_official_tokenizer
+    from espnet2_sonar.beats.formats import load_beats_tokenizer
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tokenizer", required=True, help="official-format tokenizer checkpoint")
+    p.add_argument("--tokenizer", required=True, help="BEATs tokenizer checkpoint (any format) or hf:// spec")
     p.add_argument("--pool_dir", action="append", required=True,
                    help="Kaldi dir with wav.scp; repeat; the first is the prior pool")
     p.add_argument("--quantile", type=float, default=0.05, help="share of the prior pool to call novel")
@@ -64,7 +64,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = p.parse_args(argv)
     if not 0.0 < args.quantile < 1.0:
         p.error("--quantile must be in (0, 1)")
-    tokenizer = load_official_tokenizer(args.tokenizer).eval()
+    tokenizer = load_beats_tokenizer(args.tokenizer).eval()
     pools = {}
     for pool in args.pool_dir:
         scp = Path(pool) / "wav.scp"

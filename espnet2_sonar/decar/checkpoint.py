@@ -91,13 +91,17 @@ def save_encoder(encoder: nn.Module, path: str | Path) -> Path:
 
 
 def load_encoder_any(path: str | Path) -> nn.Module:
-    """Either kind of encoder file -> encoder in eval mode (BEATs via ``interop.load_official``)."""
-    path = Path(path)
+    """Either kind of encoder file (or Hugging Face spec) -> encoder in eval mode (BEATs in any
+    format ``beats.formats`` reads)."""
+    from espnet2_sonar.utils.hub import resolve_checkpoint_path
+
+    path = resolve_checkpoint_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"encoder checkpoint not found: {path}")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if is_efficientnet_checkpoint(ckpt):
         return efficientnet_from_checkpoint(ckpt, source=str(path))
+    from espnet2_sonar.beats.formats import canonical_encoder_checkpoint
     from espnet2_sonar.beats.interop import encoder_from_official
 
-    return encoder_from_official(ckpt, source=str(path))
+    return encoder_from_official(canonical_encoder_checkpoint(ckpt, str(path)), source=str(path))

@@ -2,9 +2,10 @@
 
 Accepted inputs:
 
-* an official-format BEATs checkpoint (``torch.save({'cfg': ..., 'model': ...})``, the
-  released ``BEATs_iter*.pt`` files and our stage-5 export), read by
-  ``espnet2_sonar.beats.interop.load_official``;
+* a BEATs checkpoint in any format ``espnet2_sonar.beats.formats`` reads: official
+  pre-trained or fine-tuned (``BEATs_iter*.pt``), ESPnet/OpenBEATs, our stage-5 export;
+* a Hugging Face spec (``hf://OWNER/REPO/PATH``, ``https://huggingface.co/...``) of such a file,
+  fetched into the Hub cache (``espnet2_sonar.utils.hub``);
 * a self-describing checkpoint of another encoder family, a dict with a ``kind`` key,
   dispatched through :data:`KIND_LOADERS`: ``decar_efficientnet`` (DECAR's CNN,
   ``espnet2_sonar.decar.checkpoint``), ``ssondo_student`` (an exported S-SONDO student,
@@ -91,7 +92,9 @@ def resolve_checkpoint(path: str | Path, config: str | Path | None = None) -> Ch
 
     ``config`` overrides the ``config.yaml`` next to an ESPnet model file.
     """
-    path = Path(path)
+    from espnet2_sonar.utils.hub import resolve_checkpoint_path
+
+    path = resolve_checkpoint_path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.is_dir():
@@ -156,6 +159,7 @@ def _encoder_state(model_file: Path) -> dict:
 
 
 def _load_official(model_file: Path):
+    from espnet2_sonar.beats.formats import canonical_encoder_checkpoint
     from espnet2_sonar.beats.interop import encoder_from_official
 
     try:
@@ -164,15 +168,14 @@ def _load_official(model_file: Path):
         raise ValueError(f"{model_file}: cannot be read with torch.load ({e})") from e
     if isinstance(ckpt, dict) and "kind" in ckpt:  # another encoder family (DECAR CNN, S-SONDO student)
         return kind_loader(ckpt["kind"], str(model_file))(ckpt, str(model_file)).eval()
-    if not (isinstance(ckpt, dict) and "cfg" in ckpt and "model" in ckpt):
+    if not (isinstance(ckpt, dict) and "model" in ckpt):
         raise ValueError(
-            f"{model_file}: unknown checkpoint format; expected an official BEATs checkpoint "
-            "(a dict with 'cfg' and 'model'), an ESPnet *.pth with its config.yaml beside it, "
-            "or an ESPnet exp dir"
+            f"{model_file}: unknown checkpoint format; expected a BEATs checkpoint (a dict with "
+            "'cfg' and 'model': official or ESPnet/OpenBEATs), an ESPnet *.pth with its config.yaml "
+            "beside it, or an ESPnet exp dir"
         )
-    # A fine-tuned checkpoint's AudioSet classifier is not part of the encoder.
-    ignore = ("predictor.*",) if dict(ckpt["cfg"]).get("finetuned_model") else ()
-    return encoder_from_official(ckpt, ignore=ignore, source=str(model_file))
+    # any BEATs format; a fine-tuned checkpoint's classifier is not part of the encoder
+    return encoder_from_official(canonical_encoder_checkpoint(ckpt, str(model_file)), source=str(model_file))
 
 
 def load_encoder(path: str | Path, config: str | Path | None = None):

@@ -15,16 +15,17 @@ class SonarBeatsEncoder(BeatsEncoder):
 
     Args:
         arch: named architecture (``tiny``, ``small``, ``base``) when ``init`` is None.
-        init: official-format BEATs checkpoint to start from (its cfg wins; ``config`` may
-            still override training-only fields such as dropouts).
+        init: BEATs checkpoint to start from, any format (official pre-trained or fine-tuned,
+            ESPnet/OpenBEATs, ours; a file or Hugging Face spec, see ``beats.formats``); its
+            cfg wins, ``config`` may still override training-only fields such as dropouts.
         config: BeatsConfig field overrides.
     """
 
     def __init__(self, arch: str = "tiny", init: Optional[str] = None, config: Optional[Dict[str, Any]] = None):
         if init:
-            from espnet2_sonar.beats.interop import load_official
+            from espnet2_sonar.beats.formats import load_beats_encoder
 
-            loaded = load_official(init, overrides=config or None)
+            loaded = load_beats_encoder(init, overrides=config or None)
             super().__init__(loaded.config)
             self.load_state_dict(loaded.state_dict(), strict=True)
         else:

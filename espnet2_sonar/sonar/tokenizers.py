@@ -25,11 +25,11 @@ def _distributed_collectives():
 
 
 def _load_tokenizer(init: Optional[str], arch: str):
-    from espnet2_sonar.beats.interop_tokenizer import load_official_tokenizer
+    from espnet2_sonar.beats.formats import load_beats_tokenizer
     from espnet2_sonar.tokenizer.tokenizer import BeatsTokenizer
 
     if init:
-        return load_official_tokenizer(init)
+        return load_beats_tokenizer(init)  # any format, file or Hugging Face spec
     return BeatsTokenizer(arch)
 
 

@@ -27,7 +27,7 @@ class TokenizerTask(SonarTask):  # SonarTask for the data side (speech + is_repl
             "--tokenizer_conf",
             action=NestedDictAction,
             default=dict(arch="tiny", teacher=None, config={}),
-            help="arch (tiny|small|base), teacher (official BEATs encoder checkpoint), "
+            help="arch (tiny|small|base), teacher (BEATs encoder checkpoint, any format, or hf:// spec), "
             "config (BeatsTokenizerConfig overrides)",
         )
         group.add_argument(
@@ -40,7 +40,7 @@ class TokenizerTask(SonarTask):  # SonarTask for the data side (speech + is_repl
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> TokenizerTrainModel:
-        from espnet2_sonar.beats.interop import load_official
+        from espnet2_sonar.beats.formats import load_beats_encoder
         from espnet2_sonar.tokenizer.tokenizer import BeatsTokenizer, BeatsTokenizerConfig
 
         for name, conf, known in (("tokenizer_conf", args.tokenizer_conf, _TOKENIZER_KEYS),
@@ -50,10 +50,13 @@ class TokenizerTask(SonarTask):  # SonarTask for the data side (speech + is_repl
                 raise ValueError(f"--{name}: unknown key(s) {unknown}; known: {sorted(known)}")
         teacher_path = args.tokenizer_conf.get("teacher")
         if not teacher_path:
-            raise ValueError("--tokenizer_conf teacher=PATH (an official BEATs encoder checkpoint) is required")
-        teacher = load_official(teacher_path)
+            raise ValueError("--tokenizer_conf teacher=PATH (a BEATs encoder checkpoint or hf:// spec) is required")
+        teacher = load_beats_encoder(teacher_path)  # any BEATs format, file or Hugging Face spec
         overrides = dict(args.tokenizer_conf.get("config") or {})
         overrides.setdefault("target_dim", teacher.output_size())
+        # the tokenizer reads the same fbank as its teacher (an ESPnet base: ESPnet's statistics)
+        overrides.setdefault("fbank_mean", teacher.config.fbank_mean)
+        overrides.setdefault("fbank_std", teacher.config.fbank_std)
         config = BeatsTokenizerConfig.named(args.tokenizer_conf.get("arch", "tiny"), **overrides)
         tokenizer = BeatsTokenizer(config)
         return TokenizerTrainModel(tokenizer, teacher, **args.tokenizer_train_conf)

@@ -14,7 +14,8 @@ Config keys: the official ``TokenizersConfig`` keys (microsoft/unilm ``beats/Tok
 official defaults except ``input_patch_size`` 16 instead of the placeholder -1) in
 ``OFFICIAL_KEYS``, plus ours in ``OWN_KEYS`` (the official code ignores extra cfg keys):
 layer_wise_gradient_decay_ratio (read by the official backbone, default 1), codebook, occ,
-codebook_decay, codebook_beta, kmeans_iters, seed, estimator_layers, target_dim.
+codebook_decay, codebook_beta, kmeans_iters, seed, estimator_layers, target_dim, fbank_mean,
+fbank_std.
 Official checkpoint conversion lives in ``espnet2_sonar.beats.interop_tokenizer``.
 """
 
@@ -44,7 +45,7 @@ OFFICIAL_KEYS = (
 )  # fmt: skip
 OWN_KEYS = (
     "layer_wise_gradient_decay_ratio", "codebook", "occ", "codebook_decay", "codebook_beta",
-    "kmeans_iters", "seed", "estimator_layers", "target_dim",
+    "kmeans_iters", "seed", "estimator_layers", "target_dim", "fbank_mean", "fbank_std",
 )  # fmt: skip
 # OCC fields fixed by the tokenizer config itself (not settable inside ``occ``)
 _OCC_FROM_TOKENIZER = {
@@ -104,6 +105,10 @@ class BeatsTokenizerConfig(StrictConfig):
     """Layers of the estimator that predicts the teacher's last layer (0: no estimator)."""
     target_dim: int = 0
     """Width of the teacher's last layer, and of the estimator (0: encoder_embed_dim)."""
+    fbank_mean: float = FBANK_MEAN
+    """fbank normalisation mean the tokenizer's codes are computed with (see BeatsConfig)."""
+    fbank_std: float = FBANK_STD
+    """fbank normalisation std (see BeatsConfig)."""
 
     def __post_init__(self):
         if self.codebook not in ("norm_ema", "occ"):
@@ -249,15 +254,16 @@ class BeatsTokenizer(nn.Module):
     Args:
         config: ``BeatsTokenizerConfig``, its dict, or an architecture name
             (``tiny``, ``small``, ``base``).
-        fbank_mean, fbank_std: fbank normalisation of the encoder (official stats by default).
+        fbank_mean, fbank_std: override the config's fbank normalisation (``config.fbank_mean``,
+            ``config.fbank_std``; the config is updated, so saved checkpoints record it).
         all_reduce, broadcast: collectives injected into the codebook (default identity).
     """
 
     def __init__(
         self,
         config: BeatsTokenizerConfig | Dict[str, Any] | str | None = None,
-        fbank_mean: float = FBANK_MEAN,
-        fbank_std: float = FBANK_STD,
+        fbank_mean: float | None = None,
+        fbank_std: float | None = None,
         all_reduce: Collective = identity,
         broadcast: Collective = identity,
     ):
@@ -266,8 +272,11 @@ class BeatsTokenizer(nn.Module):
             config = BeatsTokenizerConfig.named(config)
         elif not isinstance(config, BeatsTokenizerConfig):
             config = BeatsTokenizerConfig.from_dict(config)
+        stats = {k: v for k, v in (("fbank_mean", fbank_mean), ("fbank_std", fbank_std)) if v is not None}
+        if stats:
+            config = BeatsTokenizerConfig.from_dict(dict(config.to_dict(), **stats))
         self.config = config
-        self.encoder = BeatsEncoder(config.encoder_config(), fbank_mean=fbank_mean, fbank_std=fbank_std)
+        self.encoder = BeatsEncoder(config.encoder_config())
         d = config.encoder_embed_dim
         self.quantize_layer = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, config.quant_dim))
         if config.codebook == "occ":

@@ -1,0 +1,237 @@
+"""Every BEATs checkpoint format users have -> the canonical official format; ESPnet format out.
+
+Formats read (``detect_format``), encoder and tokenizer files alike:
+
+==================  ===========================================================================
+official            microsoft/unilm ``{'cfg', 'model'}`` (``BEATs_iter3*.pt``,
+                    ``Tokenizer_iter3*.pt``), and ours (the same, with ``fbank_mean`` /
+                    ``fbank_std`` in cfg)
+official_finetuned  an official encoder with its AudioSet classifier: cfg
+                    ``finetuned_model: true`` and/or ``predictor.*`` keys, usually a
+                    ``label_dict``. The classifier and labels are dropped (logged).
+espnet              ESPnet / OpenBEATs (``espnet2.beats``, ``generate_beats_checkpoint.py``):
+                    the official keys plus ESPnet's two frozen all-ones padding convolutions
+                    (``patch_embedding_pad.weight``, ``raw2fbank_pad.weight``); a partial cfg
+                    (only what the recipe's ``beats_config`` set; missing keys take the
+                    defaults, which ESPnet and the official code share) that may hold
+                    ESPnet-only keys (``ESPNET_CFG_KEYS``, dropped; ``embed_loss_beta`` is our
+                    ``codebook_beta``). A ``--finetuned_checkpoint`` file holds the whole
+                    ESPnet model (``encoder.*`` plus head keys, dropped) and a ``token_list``.
+==================  ===========================================================================
+
+fbank statistics: a cfg without ``fbank_mean`` / ``fbank_std`` gets the official
+15.41663 / 6.55582, or for the espnet format ESPnet's 15.29130 / 5.90532 (what ESPnet's
+``BeatsEncoder`` applies unless told otherwise). The canonical checkpoint always states them.
+
+The canonical form is what ``interop.encoder_from_official`` / ``tokenizer_from_official``
+read strictly with no ignore list: only the keys named above are ever dropped, anything else
+unknown still fails naming the key and the file. Checkpoint arguments accept a Hugging Face
+spec (``hf://OWNER/REPO/PATH``, see ``espnet2_sonar.utils.hub``) wherever a path is accepted.
+
+Writing the ESPnet format (``save_espnet``): the official keys plus the two padding
+convolutions, the full cfg, and beside it ``<name>.yaml`` with the ``encoder_conf`` (checkpoint
+path and fbank statistics) ESPnet's ``BeatsEncoder`` needs to reproduce our outputs: ESPnet
+reads the statistics from its constructor arguments, never from the cfg.
+"""
+
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+
+from espnet2_sonar.beats.frontend import ESPNET_FBANK_MEAN, ESPNET_FBANK_STD, FBANK_MEAN, FBANK_STD
+from espnet2_sonar.beats.interop import CheckpointMismatchError, encoder_from_official, official_checkpoint
+from espnet2_sonar.utils.hub import resolve_checkpoint_path
+
+log = logging.getLogger(__name__)
+
+ESPNET_PAD_KEYS = ("patch_embedding_pad.weight", "raw2fbank_pad.weight")
+"""ESPnet's frozen all-ones convolutions (padding-mask bookkeeping); not BEATs weights."""
+ESPNET_CFG_KEYS = (
+    "decoder_embed_dim", "decoder_pos_trainable", "decoder_attention_heads", "decoder_mlp_ratio",
+    "decoder_layers", "codebook_vocab_size", "mask_ratio", "use_flash_attn",
+)  # fmt: skip
+"""cfg keys of ESPnet's ``BeatsConfig`` that are not encoder hyper-parameters (its
+pre-training predictor, masking, attention kernel)."""
+_FINETUNE_CFG_KEYS = ("finetuned_model", "predictor_dropout", "predictor_class")
+_PREFIX = "encoder."
+FORMATS = ("official", "official_finetuned", "espnet")
+
+
+def _is_tokenizer_state(model: Mapping[str, Any]) -> bool:
+    return any(k.startswith(("quantize.", "quantize_layer.")) for k in model)
+
+
+def detect_format(ckpt: Any, source: str = "checkpoint") -> str:
+    """One of ``FORMATS`` for an in-memory checkpoint; ``CheckpointMismatchError`` naming
+    ``source`` when it is no BEATs checkpoint at all."""
+    if not isinstance(ckpt, Mapping):
+        raise CheckpointMismatchError(f"{source}: expected a dict checkpoint, got {type(ckpt).__name__}")
+    if not isinstance(ckpt.get("model"), Mapping):
+        raise CheckpointMismatchError(
+            f"{source}: not a BEATs checkpoint (no 'model' state dict; found keys {sorted(map(str, ckpt))[:8]}); "
+            "expected an official or ESPnet/OpenBEATs file ({'cfg', 'model'})"
+        )
+    if not isinstance(ckpt.get("cfg", {}), Mapping):
+        raise CheckpointMismatchError(f"{source}: 'cfg' is a {type(ckpt['cfg']).__name__}, expected a dict")
+    model, cfg = ckpt["model"], dict(ckpt.get("cfg") or {})
+    espnet = (
+        any(k in model for k in ESPNET_PAD_KEYS)
+        or any(k in cfg for k in ESPNET_CFG_KEYS)
+        or "token_list" in ckpt
+        or (_PREFIX + "patch_embedding.weight" in model and "patch_embedding.weight" not in model)
+    )
+    if espnet:
+        return "espnet"
+    if "cfg" not in ckpt:
+        raise CheckpointMismatchError(f"{source}: not an official BEATs checkpoint (no 'cfg' entry)")
+    if cfg.get("finetuned_model") or any(k.startswith("predictor.") for k in model):
+        return "official_finetuned"
+    return "official"
+
+
+def _canonical(ckpt: Mapping[str, Any], source: str, tokenizer: bool) -> Dict[str, Any]:
+    fmt = detect_format(ckpt, source)
+    cfg, model = dict(ckpt.get("cfg") or {}), dict(ckpt["model"])
+    if _is_tokenizer_state(model) != tokenizer:
+        other, want = ("encoder", "a tokenizer") if tokenizer else ("tokenizer", "an encoder")
+        raise CheckpointMismatchError(f"{source}: this is a BEATs {other} checkpoint, not {want}")
+    dropped = []
+    if fmt == "espnet":
+        if _PREFIX + "patch_embedding.weight" in model and "patch_embedding.weight" not in model:
+            # a whole ESPnet model (generate_beats_checkpoint --finetuned_checkpoint): keep the encoder
+            heads = sorted({k.split(".", 1)[0] for k in model if not k.startswith(_PREFIX)})
+            dropped += [f"{h}.*" for h in heads]
+            model = {k[len(_PREFIX) :]: v for k, v in model.items() if k.startswith(_PREFIX)}
+        dropped += [k for k in ESPNET_PAD_KEYS if model.pop(k, None) is not None]
+        dropped += [f"cfg.{k}" for k in ESPNET_CFG_KEYS if cfg.pop(k, None) is not None]
+        if tokenizer:
+            if "embed_loss_beta" in cfg:
+                cfg["codebook_beta"] = cfg.pop("embed_loss_beta")
+            dropped += [f"cfg.{k}" for k in _FINETUNE_CFG_KEYS if cfg.pop(k, None) is not None]
+        cfg.setdefault("fbank_mean", ESPNET_FBANK_MEAN)
+        cfg.setdefault("fbank_std", ESPNET_FBANK_STD)
+    else:
+        cfg.setdefault("fbank_mean", FBANK_MEAN)
+        cfg.setdefault("fbank_std", FBANK_STD)
+    head = [k for k in model if k.startswith("predictor.")]
+    if head and not tokenizer:
+        dropped += head
+        model = {k: v for k, v in model.items() if not k.startswith("predictor.")}
+    if not tokenizer and (cfg.get("finetuned_model") or head):
+        cfg["finetuned_model"] = False
+    extras = [k for k in ("label_dict", "token_list") if k in ckpt]
+    if dropped or extras:
+        log.info("%s (%s format): dropped %s; the encoder weights are kept", source, fmt, ", ".join(dropped + extras))
+    return {"cfg": cfg, "model": model}
+
+
+def canonical_encoder_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -> Dict[str, Any]:
+    """Any encoder format (see module doc) -> ``{'cfg', 'model'}`` that ``encoder_from_official``
+    reads strictly, cfg stating the fbank statistics."""
+    return _canonical(ckpt, source, tokenizer=False)
+
+
+def canonical_tokenizer_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -> Dict[str, Any]:
+    """Any tokenizer format -> ``{'cfg', 'model'}`` that ``tokenizer_from_official`` reads strictly."""
+    return _canonical(ckpt, source, tokenizer=True)
+
+
+def read_checkpoint(spec: str | Path) -> tuple:
+    """(checkpoint dict, local path) of a file path or Hugging Face spec."""
+    path = resolve_checkpoint_path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"BEATs checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- re-raised naming the file
+        raise CheckpointMismatchError(f"{path}: cannot be read with torch.load ({e})") from e
+    return ckpt, path
+
+
+def load_beats_encoder(spec: str | Path, overrides: Optional[Dict[str, Any]] = None):
+    """A BeatsEncoder (eval mode) from a file or Hub spec in any format (see module doc).
+
+    ``overrides``: cfg fields to replace (e.g. dropouts, or fbank statistics)."""
+    ckpt, path = read_checkpoint(spec)
+    return encoder_from_official(canonical_encoder_checkpoint(ckpt, str(path)), overrides=overrides, source=str(path))
+
+
+def load_beats_tokenizer(spec: str | Path, overrides: Optional[Dict[str, Any]] = None):
+    """A BeatsTokenizer (eval mode) from a file or Hub spec in any format (see module doc)."""
+    from espnet2_sonar.beats.interop_tokenizer import tokenizer_from_official
+
+    ckpt, path = read_checkpoint(spec)
+    canonical = canonical_tokenizer_checkpoint(ckpt, str(path))
+    return tokenizer_from_official(canonical, overrides=overrides, source=str(path))
+
+
+# ---------------------------------------------------------------- ESPnet format out
+def espnet_checkpoint(official: Mapping[str, Any]) -> Dict[str, Any]:
+    """An official-format checkpoint dict (encoder or tokenizer) -> ESPnet's format: the same
+    cfg and keys plus ESPnet's two all-ones padding convolutions."""
+    p = int(dict(official["cfg"]).get("input_patch_size", 16))
+    model = dict(official["model"])
+    model["patch_embedding_pad.weight"] = torch.ones(1, 1, p, p)
+    model["raw2fbank_pad.weight"] = torch.ones(1, 1, 400)
+    return {"cfg": dict(official["cfg"]), "model": model}
+
+
+def espnet_encoder_conf(cfg: Mapping[str, Any], path: str | Path) -> Dict[str, Any]:
+    """``espnet2.beats.encoder.BeatsEncoder`` arguments that reproduce our outputs from ``path``."""
+    return {
+        "beats_ckpt_path": str(path),
+        "fbank_mean": float(cfg.get("fbank_mean", FBANK_MEAN)),
+        "fbank_std": float(cfg.get("fbank_std", FBANK_STD)),
+    }
+
+
+def save_espnet(encoder, path: str | Path) -> Path:
+    """Write ``encoder`` (a BeatsEncoder) in ESPnet's BEATs format, plus ``<path>.yaml``
+    (``encoder_conf`` for ESPnet's ``BeatsEncoder``: checkpoint path, fbank statistics)."""
+    return write_checkpoint(espnet_checkpoint(official_checkpoint(encoder)), Path(path), espnet_conf=True)
+
+
+def write_checkpoint(ckpt: Dict[str, Any], path: str | Path, espnet_conf: bool = False) -> Path:
+    """``torch.save`` to ``path`` atomically; an existing file with the same bytes is left alone
+    (mtime kept). ``espnet_conf``: also write ``<path>.yaml`` (see ``save_espnet``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()  # not the file: torch.save names the archive after the file it writes
+    torch.save(ckpt, buffer)
+    data = buffer.getvalue()
+    if not (path.is_file() and path.read_bytes() == data):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    if espnet_conf:
+        import yaml
+
+        conf = {"encoder": "beats", "encoder_conf": espnet_encoder_conf(ckpt["cfg"], path.resolve())}
+        text = "# espnet2.beats.encoder.BeatsEncoder arguments for this checkpoint\n" + yaml.safe_dump(conf)
+        side = path.with_suffix(".yaml")
+        if not side.is_file() or side.read_text() != text:
+            side.write_text(text)
+    return path
+
+
+def install_checkpoint(spec: str | Path, out: str | Path, kind: str = "encoder", fmt: str = "official") -> Path:
+    """Read ``spec`` (file or Hub spec, any format), check it loads, and write it to ``out``
+    in the canonical official format (``fmt="espnet"``: ESPnet's, encoders only). Rewriting the
+    same content leaves ``out`` untouched, so stage guards that compare mtimes see no change."""
+    from espnet2_sonar.beats.interop_tokenizer import official_tokenizer_checkpoint
+
+    if kind not in ("encoder", "tokenizer") or fmt not in ("official", "espnet"):
+        raise ValueError(f"kind must be encoder|tokenizer and fmt official|espnet, got {kind!r}, {fmt!r}")
+    if kind == "encoder":
+        ckpt = official_checkpoint(load_beats_encoder(spec))
+    else:
+        if fmt == "espnet":
+            raise ValueError("the ESPnet format is written for encoders only")
+        ckpt = official_tokenizer_checkpoint(load_beats_tokenizer(spec))
+    if fmt == "espnet":
+        return write_checkpoint(espnet_checkpoint(ckpt), Path(out), espnet_conf=True)
+    return write_checkpoint(ckpt, Path(out))
