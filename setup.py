@@ -27,6 +27,8 @@ setup(
     description="Continual self-supervised pre-training of BEATs audio encoders (SONAR) as an ESPnet plugin",
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    license_files=["LICENSE"],
     packages=find_packages(include=["espnet2_sonar", "espnet2_sonar.*"]),
     python_requires=">=3.12",
     install_requires=_requirements(),

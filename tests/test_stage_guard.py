@@ -174,7 +174,8 @@ def _train_model_script(stage, tmp_path, train_args="--max_epoch 1"):
 set -euo pipefail
 log() {{ echo "$*" >&2; }}
 eval "$(sed -n '/^train_model() {{/,/^}}/p' {shlex.quote(str(TEMPLATE / 'sonar.sh'))})"
-cuda_cmd={shlex.quote(str(fake))}; ngpu=0; train_args={shlex.quote(train_args)}
+cd {shlex.quote(str(TEMPLATE))}  # the recipe dir: train_model starts trainings with utils/launch.sh
+cuda_cmd={shlex.quote(str(fake))}; ngpu=0; num_nodes=1; cpu_ranks=1; train_args={shlex.quote(train_args)}
 train_model sonar_train {stage['dir']} {stage['config']} {stage['root']}/lists/train {stage['root']}/lists/valid \\
     --encoder_conf init={stage['root']}/prev/encoder.pt --seed 0 --model_conf "seed=0 x"
 """

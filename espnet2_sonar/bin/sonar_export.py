@@ -8,7 +8,10 @@ Writes to out_dir (default: exp_dir):
                   TeacherDistillTask)
     tokenizer.pt  the (evolved) tokenizer in official BEATs tokenizer format (SonarTask, TokenizerTask)
     model.pth     the whole ESPnet model state (predictor and heads seed the next stage)
-    packed.zip    ESPnet-packed model (config.yaml + model file) for sharing
+    packed.zip    the ESPnet model for sharing, packed by ESPnet's pack code (meta.yaml with the
+                  python/torch/espnet versions) and self-contained: the init checkpoints the config
+                  names are inside, so it unpacks into a working model anywhere
+                  (espnet2_sonar/utils/packing.py)
 The model file is ``latest.pth`` (last epoch; SSL losses of a growing codebook are not
 comparable across epochs), else the newest ``<N>epoch.pth``.
 """
@@ -48,6 +51,7 @@ def export(exp_dir: str | Path, out_dir: str | Path | None = None) -> dict:
     """Export ``exp_dir``; returns the written paths by name."""
     from espnet2_sonar.beats.interop import save_official
     from espnet2_sonar.beats.interop_tokenizer import save_official_tokenizer
+    from espnet2_sonar.utils.packing import pack_experiment
 
     exp_dir = Path(exp_dir)
     out_dir = Path(out_dir) if out_dir else exp_dir
@@ -78,21 +82,10 @@ def export(exp_dir: str | Path, out_dir: str | Path | None = None) -> dict:
         written["tokenizer"] = out_dir / "tokenizer.pt"
     torch.save(model.state_dict(), out_dir / "model.pth")
     written["model"] = out_dir / "model.pth"
-    _pack(config_file, model_file, out_dir / "packed.zip")
+    provenance = [p for p in [exp_dir / "stage_inputs.json"] if p.is_file()]  # the recipe's record
+    pack_experiment(config_file, model_file, out_dir / "packed.zip", extra_files=provenance)
     written["packed"] = out_dir / "packed.zip"
     return written
-
-
-def _pack(config_file: Path, model_file: Path, outpath: Path) -> None:
-    """A zip with ``config.yaml`` and ``model.pth`` (what ESPnet's unpack_model reads)."""
-    import zipfile
-
-    tmp = outpath.with_suffix(".zip.tmp")
-    with zipfile.ZipFile(tmp, "w") as z:
-        z.write(config_file, "exp/config.yaml")
-        z.write(model_file, "exp/model.pth")
-        z.writestr("meta.yaml", yaml.safe_dump({"files": {"model_file": "exp/model.pth"}, "yaml_files": {"train_config": "exp/config.yaml"}}))
-    tmp.replace(outpath)
 
 
 def main(argv=None) -> int:

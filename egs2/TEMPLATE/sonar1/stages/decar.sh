@@ -3,6 +3,7 @@
 #
 #   stages/decar.sh --exp_dir DIR --data_dir DIR --domains "music bio env" [--init_ckpt CKPT]
 #                   [--config conf/tiny/decar_efficientnet.yaml] [--replay_rho 0.5] [--ngpu N]
+#                   [--num_nodes M] [--cpu_ranks R]  (utils/launch.sh: DDP, never DataParallel)
 #                   [--train_args "..."]
 #
 # Run from a recipe dir (egs2/<corpus>/sonar1: path.sh, cmd.sh, utils/, conf/).
@@ -31,12 +32,14 @@ data_dir=data                               # corpus root (pools/{prior,<domain>
 domains="music bio env"                     # continual stages, in order
 init_ckpt=""                                # optional starting encoder for the base stage
 config=conf/tiny/decar_efficientnet.yaml    # DecarTask config (every stage)
-ngpu=0                                      # GPUs for training (0: CPU)
+ngpu=0                                      # GPUs per node for training (0: CPU; > 1: DDP)
+num_nodes=1                                 # nodes for training (> 1: DDP, Slurm backend)
+cpu_ranks=1                                 # with --ngpu 0: DDP over this many CPU processes
 train_args=""                               # extra args for espnet2_sonar.bin.decar_train
 valid_share=0.05                            # share of each pool held out for validation
 replay_rho=0                                # continual stages: prior-pool replay : new (0: none)
 
-help_message="Usage: $0 --exp_dir DIR --data_dir DIR --domains \"music bio env\" [--init_ckpt CKPT] [--config YAML] [--ngpu N] [--train_args \"...\"] [--valid_share 0.05] [--replay_rho R]"
+help_message="Usage: $0 --exp_dir DIR --data_dir DIR --domains \"music bio env\" [--init_ckpt CKPT] [--config YAML] [--ngpu N] [--num_nodes M] [--cpu_ranks R] [--train_args \"...\"] [--valid_share 0.05] [--replay_rho R]"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
@@ -78,9 +81,9 @@ run_stage() {
     fi
     mkdir -p "${out}/train"
     # shellcheck disable=SC2086
-    ${cuda_cmd} --gpu "${ngpu}" "${out}/train/train.log" \
-        python -m espnet2_sonar.bin.decar_train \
-            --config "${config}" --ngpu "${ngpu}" --output_dir "${out}/train" --resume true \
+    utils/launch.sh --cmd "${cuda_cmd}" --ngpu "${ngpu}" --num_nodes "${num_nodes}" --cpu_ranks "${cpu_ranks}" \
+        "${out}/train/train.log" espnet2_sonar.bin.decar_train \
+            --config "${config}" --output_dir "${out}/train" --resume true \
             --train_data_path_and_name_and_type "${out}/lists/train/wav.scp,speech,sonar_sound_resample_mix" \
             --valid_data_path_and_name_and_type "${out}/lists/valid/wav.scp,speech,sonar_sound_resample_mix" \
             --train_shape_file "${out}/lists/train/speech_shape" \

@@ -37,7 +37,9 @@ bds_k=50                                    # k-means clusters for BDS
 bds_seed=0
 valid_share=0.05
 nj=2
-ngpu=0
+ngpu=0                                      # GPUs per node (0: CPU; > 1: DDP for the student trainings)
+num_nodes=1                                 # nodes for the student trainings (> 1: DDP, Slurm backend)
+cpu_ranks=1                                 # with --ngpu 0: DDP over this many CPU processes
 extract_args=""                             # extra args for espnet2_sonar.bin.ssondo_extract
 train_args=""                               # extra args for every student training
 probe_max_per_class=200                     # probe on at most this many clips per class and split (0: all)
@@ -51,7 +53,8 @@ Usage: $0 --exp_dir DIR --data_dir DIR --teacher CKPT [options]
   --pools "..." --tasks "..." --config_dir conf/tiny --crop_seconds 4.0 --teacher_layer -1
   --stage N --stop_stage M   1 lists, 2 teacher cache + BDS, 3 train, 4 probe, 5 report
   --probe_max_per_class 200  as the recipe's stage 6
-  --extract_args/--train_args/--probe_args "..."   --nj N --ngpu N
+  --extract_args/--train_args/--probe_args "..."   --nj N --ngpu N --num_nodes M --cpu_ranks R
+  (trainings start through utils/launch.sh: DDP for more than one GPU, node or CPU rank)
 EOF
 )
 . ./path.sh
@@ -129,9 +132,9 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
             [ "${sampling}" = bds ] && bds_args=(--bds_clusters "${cache}/train/utt2cluster")
             log "Stage 3: training ${name} (log: ${out}/train.log)"
             # shellcheck disable=SC2086
-            ${cuda_cmd} --gpu "${ngpu}" "${out}/train.log" \
-                python -m espnet2_sonar.bin.ssondo_train \
-                    --config "${config_dir}/ssondo_${student}.yaml" --ngpu "${ngpu}" --output_dir "${out}" \
+            utils/launch.sh --cmd "${cuda_cmd}" --ngpu "${ngpu}" --num_nodes "${num_nodes}" --cpu_ranks "${cpu_ranks}" \
+                "${out}/train.log" espnet2_sonar.bin.ssondo_train \
+                    --config "${config_dir}/ssondo_${student}.yaml" --output_dir "${out}" \
                     --resume true --seed "${ts}" --crop_seconds "${crop_seconds}" --crop_seed "${crop_seed}" \
                     --train_data_path_and_name_and_type "${lists}/train/wav.scp,speech,sonar_sound_resample_mix" \
                     --train_data_path_and_name_and_type "${cache}/train,teacher_emb,ssondo_embeddings" \
