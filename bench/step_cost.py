@@ -11,7 +11,15 @@ median wall and process-CPU step times of each are reported with the ratio SONAR
 M0/T0 are a random tiny encoder and a tiny tokenizer whose codebook is k-means
 initialised on the batch (pass --encoder/--tokenizer to use real checkpoints).
 
-    python bench/step_cost.py [--batch 8 --seconds 2 --steps 20 --threads 1] [--profile]
+Precision axis (``--precisions fp32,bf16``): each step's forward runs under
+``torch.autocast`` at that precision, as ``--use_amp`` does in training (``AmpTrainer``;
+backward and optimizer outside, codebook statistics fp32), the frozen tokenizer and M0
+following the step. Per precision: median step times, the speed-up over fp32, and SONAR's
+achieved GFLOP/s (FLOPs of one step counted with ``torch.utils.flop_counter``) next to the
+machine's roofline (2048² matmul GFLOP/s at that precision, measured in the same run).
+``--config_dir conf/base`` builds the base-size configs instead (pass real checkpoints).
+
+    python bench/step_cost.py [--batch 8 --seconds 2 --steps 20 --threads 1] [--precisions fp32,bf16] [--profile]
 """
 
 import argparse
@@ -27,6 +35,9 @@ from espnet2_sonar.beats.interop_tokenizer import save_official_tokenizer
 from espnet2_sonar.sonar.builders import SonarBeatsEncoder
 from espnet2_sonar.tasks.sonar import SonarTask
 from espnet2_sonar.tokenizer.tokenizer import BeatsTokenizer
+from espnet2_sonar.utils.precision import autocast_context
+
+from roofline import count_flops, matmul_gflops, parse_precisions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,11 +67,14 @@ def make_checkpoints(workdir: Path, wavs, lengths, seed: int):
             save_official_tokenizer(tokenizer.eval(), workdir / "tokenizer.pt"))
 
 
-def build(config: str, encoder: Path, tokenizer: Path, seed: int):
-    """(model in train mode, AdamW as in the config) for a conf/tiny/<config>.yaml."""
-    args = SonarTask.get_parser().parse_args(["--config", str(REPO / "conf" / "tiny" / f"{config}.yaml")])
+def build(config: str, encoder: Path, tokenizer: Path, seed: int, model_conf=None, config_dir: Path = None):
+    """(model in train mode, AdamW as in the config) for a <config_dir>/<config>.yaml
+    (default conf/tiny); ``model_conf`` entries override the config's."""
+    config_dir = Path(config_dir or REPO / "conf" / "tiny")
+    args = SonarTask.get_parser().parse_args(["--config", str(config_dir / f"{config}.yaml")])
     args.encoder_conf = dict(args.encoder_conf, init=str(encoder))
     args.tokenizer_conf = dict(args.tokenizer_conf, init=str(tokenizer))
+    args.model_conf = dict(args.model_conf, **(model_conf or {}))
     torch.manual_seed(seed)  # same predictor / head init for both models
     model = SonarTask.build_model(args).train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -80,27 +94,28 @@ def share_weights(sonar, dcp) -> bool:
     return same and torch.equal(a["head_new.weight"][:k], b["head_new.weight"])
 
 
-def step(model, optimizer, wavs, lengths):
+def step(model, optimizer, wavs, lengths, precision: str = "fp32"):
     optimizer.zero_grad(set_to_none=True)
-    loss, _, _ = model(wavs, lengths)
+    with autocast_context(precision, "cpu"):
+        loss, _, _ = model(wavs, lengths)
     loss.backward()
     optimizer.step()
 
 
-def time_pair(sonar, dcp, wavs, lengths, warmup: int, steps: int):
+def time_pair(sonar, dcp, wavs, lengths, warmup: int, steps: int, precision: str = "fp32"):
     """Wall and process-CPU seconds of every timed step: {'wall'|'cpu': {'sonar'|'dcp': [...]}}.
 
     Steps alternate between the two models. With one thread the CPU time is the work done,
     nearly unaffected by other processes on a shared machine; the wall time is not.
     """
     for _ in range(warmup):
-        step(*sonar, wavs, lengths)
-        step(*dcp, wavs, lengths)
+        step(*sonar, wavs, lengths, precision)
+        step(*dcp, wavs, lengths, precision)
     times = {"wall": {"sonar": [], "dcp": []}, "cpu": {"sonar": [], "dcp": []}}
     for _ in range(steps):
         for name, (model, opt) in (("sonar", sonar), ("dcp", dcp)):
             wall, cpu = time.perf_counter(), time.process_time()
-            step(model, opt, wavs, lengths)
+            step(model, opt, wavs, lengths, precision)
             times["cpu"][name].append(time.process_time() - cpu)
             times["wall"][name].append(time.perf_counter() - wall)
     return times
@@ -150,9 +165,13 @@ def main(argv=None):
     parser.add_argument("--encoder", type=Path, default=None, help="official BEATs checkpoint (M0)")
     parser.add_argument("--tokenizer", type=Path, default=None, help="official BEATs tokenizer (T0)")
     parser.add_argument("--profile", action="store_true", help="also print where each model's step spends its time")
+    parser.add_argument("--precisions", default="fp32", help="comma-separated autocast precisions, e.g. fp32,bf16")
+    parser.add_argument("--config_dir", type=Path, default=REPO / "conf" / "tiny",
+                        help="dir with train_sonar.yaml / train_dcp.yaml (default conf/tiny)")
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    precisions = parse_precisions(args.precisions)
 
     wavs, lengths = synthetic_batch(args.batch, args.seconds, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,22 +179,35 @@ def main(argv=None):
         if encoder is None or tokenizer is None:
             made = make_checkpoints(Path(tmp), wavs, lengths, args.seed)
             encoder, tokenizer = encoder or made[0], tokenizer or made[1]
-        sonar = build("train_sonar", encoder, tokenizer, args.seed)
-        dcp = build("train_dcp", encoder, tokenizer, args.seed)
+        sonar = build("train_sonar", encoder, tokenizer, args.seed, config_dir=args.config_dir)
+        dcp = build("train_dcp", encoder, tokenizer, args.seed, config_dir=args.config_dir)
     same = share_weights(sonar[0], dcp[0])
     trainable = {name: sum(p.numel() for p in m.parameters() if p.requires_grad) for name, (m, _) in
                  (("sonar", sonar), ("dcp", dcp))}
 
-    times = time_pair(sonar, dcp, wavs, lengths, args.warmup, args.steps)
-    med = {clock: {k: statistics.median(v) for k, v in t.items()} for clock, t in times.items()}
     print(f"batch {args.batch} x {args.seconds:g} s, threads {torch.get_num_threads()}, "
           f"{args.steps} timed steps each after {args.warmup} warm-up; same initial weights: {same}")
-    print(f"{'model':<6} {'trainable params':>17} {'median wall (ms)':>17} {'median CPU (ms)':>16}")
-    for name in ("sonar", "dcp"):
-        print(f"{name:<6} {trainable[name]:>17,} {1000 * med['wall'][name]:>17.1f} {1000 * med['cpu'][name]:>16.1f}")
-    ratio = {clock: m["sonar"] / m["dcp"] for clock, m in med.items()}
-    print(f"SONAR / DCP step-time ratio: {ratio['wall']:.2f} wall, {ratio['cpu']:.2f} CPU (target <= 1.30)"
-          f"; SONAR codebook size now {sonar[0].targets.num_codes}")
+    roof = {p: matmul_gflops(p) for p in precisions}
+    med = {}
+    for prec in precisions:
+        times = time_pair(sonar, dcp, wavs, lengths, args.warmup, args.steps, prec)
+        med[prec] = {clock: {k: statistics.median(v) for k, v in t.items()} for clock, t in times.items()}
+    flops = count_flops(lambda: step(*sonar, wavs, lengths))  # one SONAR step, fp32 (same count at any precision)
+    print(f"{'model':<6} {'precision':>9} {'trainable params':>17} {'median wall (ms)':>17} {'median CPU (ms)':>16} "
+          f"{'speed-up vs fp32 (wall)':>24}")
+    for prec in precisions:
+        for name in ("sonar", "dcp"):
+            m = med[prec]
+            up = f"{med['fp32']['wall'][name] / m['wall'][name]:.2f}x" if "fp32" in med else ""
+            print(f"{name:<6} {prec:>9} {trainable[name]:>17,} {1000 * m['wall'][name]:>17.1f} "
+                  f"{1000 * m['cpu'][name]:>16.1f} {up:>24}")
+    for prec in precisions:
+        achieved = flops / med[prec]["wall"]["sonar"] / 1e9
+        print(f"roofline {prec}: SONAR step {achieved:.0f} GFLOP/s achieved (wall), "
+              f"2048² matmul {roof[prec]:.0f} GFLOP/s")
+    ratio = {clock: m["sonar"] / m["dcp"] for clock, m in med[precisions[0]].items()}
+    print(f"SONAR / DCP step-time ratio ({precisions[0]}): {ratio['wall']:.2f} wall, {ratio['cpu']:.2f} CPU "
+          f"(target <= 1.30); SONAR codebook size now {sonar[0].targets.num_codes}")
     if args.profile:
         parts = {name: breakdown(*m, wavs, lengths) for name, m in (("sonar", sonar), ("dcp", dcp))}
         print(f"{'part of the step (CPU ms, median)':<38} {'sonar':>8} {'dcp':>8}")

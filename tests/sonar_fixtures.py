@@ -193,7 +193,8 @@ def state_differences(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor], at
 # trains like ``python -m espnet2_sonar.bin.sonar_train``, with test hooks set by env vars:
 #   SONAR_TEST_DUMP=DIR           write DIR/rank<r>.pt: {'final': state_dict, 'steps': per-step
 #                                 tokenizer states after each training forward, 'uttids': [[ids]],
-#                                 'masks': per-step (num_patches [B], mask [B, N])}
+#                                 'masks': per-step (num_patches [B], mask [B, N]),
+#                                 'cpu_autocast': per-step bool (CPU autocast on in the forward)}
 #   SONAR_TEST_KILL_AT_STEP=N     SIGKILL this process when training step N is about to start
 #                                 (N = SonarModel.step; 0-based count of finished steps)
 #   SONAR_TEST_NO_COLLECTIVES=1   do not inject torch.distributed collectives into the OCC
@@ -203,7 +204,7 @@ def state_differences(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor], at
 def _recording_trainer():
     import signal
 
-    from espnet2.train.trainer import Trainer
+    from espnet2_sonar.utils.amp_trainer import AmpTrainer as Trainer  # SonarTask's trainer
 
     dump = os.environ.get("SONAR_TEST_DUMP")
     kill_at = os.environ.get("SONAR_TEST_KILL_AT_STEP")
@@ -228,10 +229,11 @@ def _recording_trainer():
             option = kwargs["distributed_option"]  # ESPnet's AbsTask passes everything by keyword
             rank = option.dist_rank if option.distributed else 0
             cls.model = model
-            steps = []
+            steps, amp = [], []
 
             def after_targets(module, inputs, output):
                 if module.training:
+                    amp.append(torch.is_autocast_enabled("cpu"))
                     steps.append({k: v.detach().clone() for k, v in module.state_dict().items()
                                   if not k.startswith("tokenizer.encoder.")})
 
@@ -249,7 +251,8 @@ def _recording_trainer():
             super().run(model, *args, **kwargs)
             if dump:
                 Path(dump).mkdir(parents=True, exist_ok=True)
-                torch.save({"final": model.state_dict(), "steps": steps, "uttids": cls.uttids, "masks": masks},
+                torch.save({"final": model.state_dict(), "steps": steps, "uttids": cls.uttids, "masks": masks,
+                            "cpu_autocast": amp},
                            Path(dump) / f"rank{rank}.pt")
 
     return RecordingTrainer
@@ -267,3 +270,15 @@ def launch(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     launch(sys.argv[1:])
+
+
+def fill_hub_cache(cache, repo_id, files, commit="0123456789abcdef0123456789abcdef01234567"):
+    """The Hub cache layout hf_hub_download reads offline: models--OWNER--REPO/{refs/main, snapshots/SHA/...}."""
+    root = cache / f"models--{repo_id.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    for name, src in files.items():
+        dst = root / "snapshots" / commit / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(src.read_bytes())
+    return commit

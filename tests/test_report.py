@@ -263,7 +263,7 @@ def test_cli_writes_report_plots_and_readme_section(tmp_path):
     assert readme.startswith("## Results") and "bash scripts/run_main.sh" in readme
     assert readme == readme_section(results)  # the section renders the same from results.json
     assert (out / "results.csv").read_text().startswith(
-        "method,stage,stage_name,task,train_seed,probe_seed,accuracy,macro_f1")
+        "method,stage,stage_name,task,train_seed,probe_seed,accuracy,macro_f1,precision")
     assert "over probe seeds 0, 1 of one training run (error bars cover probe seeds only" in md
 
 

@@ -35,10 +35,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(stage, out, dump, no_collectives: bool, max_epoch: int) -> subprocess.Popen:
+def _start(stage, out, dump, no_collectives: bool, max_epoch: int, extra=()) -> subprocess.Popen:
     cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), str(REPO / "tests" / "sonar_fixtures.py"),
-           *sonar_train_args(stage, out, max_epoch=max_epoch, occ=OCC),
+           *sonar_train_args(stage, out, max_epoch=max_epoch, occ=OCC, extra=extra),
            "--dist_backend", "gloo", "--multiprocessing_distributed", "false"]
     env = subprocess_env(SONAR_TEST_DUMP=str(dump), SONAR_TEST_NO_COLLECTIVES="1" if no_collectives else "0")
     return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -94,3 +94,20 @@ def test_ranks_hold_identical_models_and_grown_codebooks(tmp_path):
     diverged = [step for step, (s0, s1) in enumerate(zip(c0["steps"], c1["steps"]))
                 if "tokenizer.quantize.embedding.weight" in state_differences(s0, s1)]
     assert diverged, "ranks agree even without collectives: the check above cannot fail"
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="CPU has no native bf16")
+def test_ranks_stay_identical_under_bf16_autocast(tmp_path):
+    """``--use_amp true`` on CPU ranks (AmpTrainer: bf16 autocast): one epoch, same checks."""
+    stage = make_sonar_stage(tmp_path)
+    proc = _start(stage, tmp_path / "exp", tmp_path / "dump", no_collectives=False, max_epoch=1,
+                  extra=["--use_amp", "true"])
+    _finish(proc, tmp_path / "amp.log")
+    r0, r1 = (torch.load(tmp_path / "dump" / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["cpu_autocast"] == r1["cpu_autocast"] == [True] * 3  # every training forward ran under autocast
+    for step, (s0, s1) in enumerate(zip(r0["steps"], r1["steps"])):
+        assert state_differences(s0, s1) == [], f"ranks differ after step {step + 1}"
+    assert state_differences(r0["final"], r1["final"]) == []
+    assert all(v.dtype != torch.bfloat16 for v in r0["final"].values())  # weights and buffers stay fp32
+    assert r0["final"]["targets.tokenizer.quantize.embedding.weight"].shape[0] == K0 + 3 * 16

@@ -22,6 +22,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
     from espnet2_sonar.eval.drift import representation_drift
     from espnet2_sonar.utils.cli import name_path_pairs
+    from espnet2_sonar.utils.precision import add_precision_argument
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True, help="reference (base) encoder checkpoint")
@@ -31,6 +32,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument("--max_clips", type=int, default=40)
     p.add_argument("--max_seconds", type=float, default=4.0)
     p.add_argument("--out", required=True, help="JSON output")
+    add_precision_argument(p, "encoders' forwards (base and checkpoints alike)")
     args = p.parse_args(argv)
     try:
         args.ckpts, args.audio = name_path_pairs(args.ckpts, "--ckpts"), name_path_pairs(args.audio, "--audio")
@@ -41,7 +43,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             p.error(f"checkpoint {path} ({name}) does not exist")
     with tqdm(total=len(args.ckpts), desc="drift", unit="ckpt", file=sys.stderr) as bar:
         result = representation_drift(args.base, args.ckpts, args.audio, args.max_clips, args.max_seconds,
-                                      progress=lambda name: bar.update(1))
+                                      progress=lambda name: bar.update(1), precision=args.precision)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")

@@ -23,6 +23,7 @@ from typing import List, Optional
 def get_parser() -> argparse.ArgumentParser:
     from espnet2_sonar.pace.benchmarks import BENCHMARK_TASKS
     from espnet2_sonar.pace.methods import METHODS
+    from espnet2_sonar.utils.precision import PRECISIONS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True, help="official .pt, ESPnet .pth or ESPnet exp dir")
@@ -36,6 +37,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="YAML of method-config overrides")
     p.add_argument("--cache_dir", default=None, help="fbank cache (default: none)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="precision of the frozen feature extraction (overrides the config's; default fp32)")
     return p
 
 
@@ -50,6 +53,8 @@ def _overrides(args) -> dict:
             raise ValueError(f"{args.config}: expected a mapping of method-config overrides")
     if args.num_sessions is not None:
         over.setdefault("benchmark", {})["num_sessions"] = args.num_sessions
+    if args.precision is not None:
+        over["precision"] = args.precision
     return over
 
 

@@ -21,6 +21,7 @@ from typing import List, Optional
 
 def get_parser() -> argparse.ArgumentParser:
     from espnet2_sonar.eval.probe import ProbeConfig
+    from espnet2_sonar.utils.precision import add_precision_argument
 
     d = ProbeConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,6 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch_size", type=int, default=8, help="encoder batch (chunks)")
     p.add_argument("--chunk_seconds", type=float, default=10.0, help="longest piece encoded at once; <= 0: no cutting")
+    add_precision_argument(p, "encoder's forward (embedding extraction)")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--weight_decay", type=float, default=d.weight_decay)
     p.add_argument("--probe_batch_size", type=int, default=d.batch_size)
@@ -73,6 +75,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         batch_size=args.batch_size,
         chunk_seconds=args.chunk_seconds if args.chunk_seconds > 0 else None,
         model_config=args.model_config,
+        precision=args.precision,
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

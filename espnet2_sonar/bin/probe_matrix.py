@@ -10,7 +10,7 @@ results that exist, so an interrupted stage resumes. A result is reused only whe
 probed on the same checkpoint content: each records ``ckpt_sha256`` (see
 :func:`checkpoint_sha256`), and one whose hash differs from the checkpoint's now (retrained,
 re-exported) or that has none (written before the hash was recorded) is probed again, as is
-one probed with another ``--max_per_class``. The hashes are cached by file size and mtime in
+one probed with another ``--max_per_class`` or ``--precision``. The hashes are cached by file size and mtime in
 ``<cache_dir>/sha256_cache.json``, so a rerun does not read every checkpoint again. Pooled
 embeddings are cached per checkpoint content and data dir under ``--cache_dir`` (default
 ``out_dir/cache``; ``eval/embeddings.py`` keys them on the checkpoint files' content); the
@@ -74,12 +74,15 @@ def checkpoint_sha256(ckpt: str, hashes) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
-def _is_current(result_file: Path, max_per_class: int, ckpt_sha256: str) -> bool:
+def _is_current(result_file: Path, max_per_class: int, ckpt_sha256: str, precision: str = "fp32") -> bool:
     """Was the existing ``result_file`` probed on these clips (same per-class cap) with this
-    checkpoint content? False when absent, unreadable or without a recorded ``ckpt_sha256``."""
+    checkpoint content and encoder precision (results without one were fp32)? False when
+    absent, unreadable or without a recorded ``ckpt_sha256``."""
     try:
         stored = json.loads(result_file.read_text())
-        return int(stored.get("max_per_class", 0)) == max_per_class and stored.get("ckpt_sha256") == ckpt_sha256
+        stored_precision = (stored.get("precision") or {}).get("precision", "fp32")
+        return (int(stored.get("max_per_class", 0)) == max_per_class and stored.get("ckpt_sha256") == ckpt_sha256
+                and stored_precision == precision)
     except (ValueError, TypeError, OSError, AttributeError):
         return False
 
@@ -89,6 +92,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from espnet2_sonar.eval.probe import ProbeConfig, run_probe
     from espnet2_sonar.utils.cli import name_path_pairs
+    from espnet2_sonar.utils.precision import add_precision_argument, check_precision
     from espnet2_sonar.utils.stage_guard import HashCache
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,7 +104,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--cache_dir", default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--max_per_class", type=int, default=0, help="cap per class and split (0: no cap)")
+    add_precision_argument(p, "encoders' forwards (embedding extraction)")
     args = p.parse_args(argv)
+    check_precision(args.precision, args.device)
 
     out_dir = Path(args.out_dir)
     cache_dir = Path(args.cache_dir) if args.cache_dir else out_dir / "cache"
@@ -113,7 +119,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             for seed in (int(s) for s in args.seeds.split()):
                 res = out_dir / name / task / f"seed{seed}.json"
                 # absent, probed on other clips, or on another checkpoint content (stale)
-                if not _is_current(res, args.max_per_class, digest):
+                if not _is_current(res, args.max_per_class, digest, args.precision):
                     jobs.append((name, ckpt, digest, task, seed, res))
     hashes.save()
     for name, ckpt, digest, task, seed, res in tqdm(jobs, desc="probes", unit="probe"):
@@ -134,6 +140,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             config=ProbeConfig(),
             cache_dir=str(cache_dir),
             device=args.device,
+            precision=args.precision,
         )
         result["max_per_class"] = args.max_per_class
         result["ckpt_sha256"] = digest

@@ -24,6 +24,7 @@ from typing import List, Optional
 
 from espnet2_sonar.sampling.mixing import read_kaldi_map, write_kaldi_map, write_mixed_dir
 from espnet2_sonar.sampling.stratified import StratifiedSamplerConfig, stratified_sample, write_report
+from espnet2_sonar.utils.precision import add_precision_argument
 
 COPIED_FILES = ("utt2dur", "utt2spk")
 
@@ -33,7 +34,7 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prior_dir", required=True, type=Path, help="Kaldi dir of the prior pool P_old (wav.scp)")
     p.add_argument("--new_dir", required=True, type=Path, help="Kaldi dir of the new domain D_new (wav.scp)")
-    p.add_argument("--ckpt", required=True, type=Path, help="official-format BEATs checkpoint of M0")
+    p.add_argument("--ckpt", required=True, help="BEATs checkpoint of M0 (any format) or hf://OWNER/REPO/PATH")
     p.add_argument("--out_dir", required=True, type=Path, help="output dir for the replay list and report")
     p.add_argument("--layer", type=int, default=-1, help="hidden state to mean-pool (index into extract_layers)")
     p.add_argument("--num_strata", type=int, default=d.num_strata)
@@ -49,6 +50,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--nj", type=int, default=1, help="CPU threads for the encoder and for audio reading")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--batch_size", type=int, default=16)
+    add_precision_argument(p, "M0 forward computing the TRSS embeddings")
     p.add_argument("--max_seconds", type=float, default=None, help="cut clips to their first N seconds")
     p.add_argument("--cache_dir", type=Path, default=None, help="embedding caches (default: OUT_DIR/emb_cache)")
     p.add_argument("--mix_dir", type=Path, default=None, help="also write the new+replay training list here")
@@ -73,14 +75,17 @@ def _ckpt_tag(ckpt: Path) -> str:
 def run(args: argparse.Namespace) -> dict:
     import torch
 
-    from espnet2_sonar.beats.interop import load_official
+    from espnet2_sonar.beats.formats import load_beats_encoder
+    from espnet2_sonar.utils.hub import resolve_checkpoint_path
     from espnet2_sonar.sampling.embed import extract_embeddings
+    from espnet2_sonar.utils.precision import check_precision, precision_record
 
     for d in (args.prior_dir, args.new_dir):
         if not (d / "wav.scp").is_file():
             raise FileNotFoundError(f"{d}/wav.scp: no such file")
-    if not args.ckpt.is_file():
-        raise FileNotFoundError(f"{args.ckpt}: no such checkpoint")
+    ckpt = resolve_checkpoint_path(args.ckpt)  # a Hugging Face spec: the cached download
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt}: no such checkpoint")
     config = StratifiedSamplerConfig(
         num_strata=args.num_strata,
         rho=args.rho,
@@ -95,15 +100,17 @@ def run(args: argparse.Namespace) -> dict:
     )
     torch.set_num_threads(max(1, args.nj))
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    encoder = load_official(str(args.ckpt)).to(device).eval()
+    check_precision(args.precision, device)
+    encoder = load_beats_encoder(ckpt).to(device).eval()
     cache_dir = args.cache_dir or (args.out_dir / "emb_cache")
     common = dict(
         layer=args.layer,
         batch_size=args.batch_size,
         max_seconds=args.max_seconds,
         num_workers=args.nj if args.nj > 1 else 0,
-        tag=_ckpt_tag(args.ckpt),
+        tag=_ckpt_tag(ckpt),
         progress=not args.no_progress,
+        precision=args.precision,
     )
     prior = extract_embeddings(encoder, args.prior_dir / "wav.scp", cache_dir / "prior", **common)
     new = extract_embeddings(encoder, args.new_dir / "wav.scp", cache_dir / "new", **common)
@@ -130,6 +137,7 @@ def run(args: argparse.Namespace) -> dict:
             "ckpt": str(args.ckpt),
             "layer": args.layer,
             "embedding_dim": int(prior.embeddings.shape[1]),
+            "precision": precision_record(args.precision, device),
         }
     )
     report = result.report()

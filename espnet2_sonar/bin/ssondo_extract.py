@@ -18,6 +18,8 @@ from pathlib import Path
 
 from espnet2.utils.types import float_or_none
 
+from espnet2_sonar.utils.precision import add_precision_argument
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,6 +34,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard_size", type=int, default=256, help="items per resumable shard")
     p.add_argument("--num_workers", type=int, default=0, help="audio reading threads")
     p.add_argument("--device", default="cpu")
+    add_precision_argument(p, "teacher's forward")
     p.add_argument("--bds_k", type=int, default=None, help="k-means clusters for balanced data sampling")
     p.add_argument("--bds_seed", type=int, default=0)
     p.add_argument("--bds_raw", action="store_true", help="cluster raw embeddings (default: L2-normalised, spherical)")
@@ -55,6 +58,7 @@ def main(argv=None) -> int:
         shard_size=args.shard_size,
         num_workers=args.num_workers,
         device=args.device,
+        precision=args.precision,
     )
     print(f"{args.out_dir}: {len(result)} teacher embeddings of width {result.embeddings.shape[1]}", file=sys.stderr)
     if args.bds_k is not None:

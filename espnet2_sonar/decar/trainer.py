@@ -37,13 +37,14 @@ from typing import Sequence
 import torch
 
 from espnet2.train.distributed_utils import DistributedOption
-from espnet2.train.trainer import Trainer, TrainerOptions
+from espnet2.train.trainer import TrainerOptions
 from espnet2.utils.build_dataclass import build_dataclass
 
 from espnet2_sonar.decar.batchnorm import recalibrate_batchnorm_
 from espnet2_sonar.decar.checkpoint import save_encoder
 from espnet2_sonar.decar.features import sound_reader
 from espnet2_sonar.decar.recluster import SplitData, recluster_epoch
+from espnet2_sonar.utils.amp_trainer import AmpTrainer
 
 WORK_SUBDIR = "decar"
 
@@ -88,7 +89,7 @@ def reset_classifier(model: torch.nn.Module, optimizers: Sequence[torch.optim.Op
             opt.state.pop(p, None)
 
 
-class DecarTrainer(Trainer):
+class DecarTrainer(AmpTrainer):
     """See the module docstring."""
 
     @classmethod

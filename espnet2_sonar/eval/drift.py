@@ -8,7 +8,8 @@ initialised encoder sits near 1. SONAR's model-level distillation should keep it
 than DCP's for the same amount of new-domain training.
 
 Clips are taken evenly spaced over the sorted utterance ids (``max_clips``) and cut to
-their first ``max_seconds``; every encoder sees exactly the same samples.
+their first ``max_seconds``; every encoder sees exactly the same samples, at the same
+``precision`` (the base included, so drift compares like with like); features are fp32.
 """
 
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Callable, Dict, List, Mapping, Optional
 
 import torch
 from torch import Tensor
+
+from espnet2_sonar.utils.precision import autocast_context, check_precision, precision_record
 
 
 def read_clips(wav_scp: str | Path, max_clips: int, max_seconds: float) -> Dict[str, Tensor]:
@@ -33,14 +36,16 @@ def read_clips(wav_scp: str | Path, max_clips: int, max_seconds: float) -> Dict[
 
 
 @torch.no_grad()
-def layer_features(encoder, clips: Mapping[str, Tensor]) -> List[List[Tensor]]:
-    """Per clip, every layer's hidden states [N, D] (valid patches only) of a frozen encoder."""
+def layer_features(encoder, clips: Mapping[str, Tensor], precision: str = "fp32") -> List[List[Tensor]]:
+    """Per clip, every layer's hidden states [N, D] float32 (valid patches only) of a frozen
+    encoder run on the CPU in ``precision``."""
     out = []
     for wav in clips.values():
         lengths = torch.tensor([wav.numel()])
-        layers = encoder.extract_layers(wav[None], lengths)
+        with autocast_context(precision, "cpu"):
+            layers = encoder.extract_layers(wav[None], lengths)
         n = int(encoder.patch_lengths(lengths)[0]) if hasattr(encoder, "patch_lengths") else layers[0].shape[1]
-        out.append([h[0, :n] for h in layers])
+        out.append([h[0, :n].float() for h in layers])
     return out
 
 
@@ -66,6 +71,7 @@ def representation_drift(
     max_clips: int = 40,
     max_seconds: float = 4.0,
     progress: Optional[Callable[[str], None]] = None,
+    precision: str = "fp32",
 ) -> dict:
     """Drift of every checkpoint from ``base_ckpt`` on every audio set.
 
@@ -79,13 +85,15 @@ def representation_drift(
     """
     from espnet2_sonar.eval.checkpoints import load_encoder
 
+    check_precision(precision, "cpu")
     clips = {name: read_clips(scp, max_clips, max_seconds) for name, scp in audio.items()}
     base = load_encoder(base_ckpt)
-    base_feats = {name: layer_features(base, c) for name, c in clips.items()}
+    base_feats = {name: layer_features(base, c, precision) for name, c in clips.items()}
     result = {
         "base": str(base_ckpt),
         "max_clips": max_clips,
         "max_seconds": max_seconds,
+        "precision": precision_record(precision, "cpu"),
         "audio": {name: {"wav_scp": str(audio[name]), "clips": len(c)} for name, c in clips.items()},
         "drift": {},
     }
@@ -93,7 +101,7 @@ def representation_drift(
         encoder = load_encoder(ckpt)
         result["drift"][name] = {}
         for set_name, c in clips.items():
-            per_layer = drift(layer_features(encoder, c), base_feats[set_name])
+            per_layer = drift(layer_features(encoder, c, precision), base_feats[set_name])
             result["drift"][name][set_name] = {
                 "per_layer": per_layer, "last": per_layer[-1], "mean": sum(per_layer) / len(per_layer)}
         if progress is not None:

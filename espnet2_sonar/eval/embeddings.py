@@ -11,9 +11,12 @@ Long recordings are cut into ``ceil(T / chunk)`` equal chunks of at most
 embedding is then the patch-count-weighted mean of the chunk means (each chunk, like any
 BEATs input, drops its trailing partial patch).
 
-Cache: one file per (checkpoint content, chunking, wav.scp content, every audio file's
-size and mtime) under ``cache_dir``; a later probe seed on the same checkpoint and data
-reads it instead of running the encoder.
+Precision: ``precision`` (``utils.precision``) runs the encoder under autocast; the fbank
+stays fp32 and the pooled embeddings are fp32 whatever the precision.
+
+Cache: one file per (checkpoint content, chunking, precision, wav.scp content, every audio
+file's size and mtime) under ``cache_dir``; a later probe seed on the same checkpoint and
+data reads it instead of running the encoder.
 """
 
 import hashlib
@@ -26,6 +29,8 @@ from typing import Callable, List, Optional
 import torch
 from torch import Tensor
 from tqdm import tqdm
+
+from espnet2_sonar.utils.precision import autocast_context
 
 SAMPLE_RATE = 16000
 CACHE_FORMAT = 1
@@ -126,6 +131,7 @@ def extract_pooled(
     chunk_seconds: Optional[float] = 10.0,
     device: str = "cpu",
     desc: str = "embeddings",
+    precision: str = "fp32",
 ) -> Tensor:
     """Pooled per-layer embeddings of every file.
 
@@ -134,9 +140,11 @@ def extract_pooled(
         wav_paths: [n] audio files (read with ``espnet2_sonar.data.audio.load_audio`` at 16 kHz).
         batch_size: chunks per encoder call; chunks are sorted by length to limit padding.
         chunk_seconds: longest piece fed to the encoder at once; None for no cutting.
+        precision: ``fp32`` / ``bf16`` / ``fp16`` of the encoder's forward.
     Returns:
         [n, L+1, D] float32 on the CPU.
     """
+    autocast_context(precision, device)  # fail before reading any audio
     chunk = None if chunk_seconds is None else int(round(chunk_seconds * SAMPLE_RATE))
     encoder.eval()
     n = len(wav_paths)
@@ -153,7 +161,8 @@ def extract_pooled(
                 wavs = torch.zeros(len(batch), int(lengths.max()))
                 for j, (i, s, e) in enumerate(batch):
                     wavs[j, : e - s] = waves[i][s:e]
-                layers = encoder.extract_layers(wavs.to(device), lengths.to(device))
+                with autocast_context(precision, device):
+                    layers = encoder.extract_layers(wavs.to(device), lengths.to(device))
                 valid = encoder.patch_lengths(lengths.to(device)).cpu()
                 pooled = pool_layers(layers, valid).double().cpu()  # [b, L+1, D]
                 if sums is None:
@@ -171,9 +180,12 @@ def _file_digest(path: Path, h) -> None:
             h.update(block)
 
 
-def cache_key(ckpt_files: List[Path], data: LabelledDir, chunk_seconds: Optional[float]) -> str:
-    """sha256 over the checkpoint files' content, the chunking, wav.scp and each audio file's size/mtime."""
-    h = hashlib.sha256(f"format={CACHE_FORMAT};chunk={chunk_seconds};".encode())
+def cache_key(ckpt_files: List[Path], data: LabelledDir, chunk_seconds: Optional[float],
+              precision: str = "fp32") -> str:
+    """sha256 over the checkpoint files' content, the chunking, the precision (when not fp32,
+    so fp32 caches made before the option stay valid), wav.scp and each audio file's size/mtime."""
+    tag = "" if precision == "fp32" else f"precision={precision};"
+    h = hashlib.sha256(f"format={CACHE_FORMAT};chunk={chunk_seconds};{tag}".encode())
     for f in ckpt_files:
         _file_digest(Path(f), h)
     _file_digest(data.path / "wav.scp", h)
@@ -209,6 +221,7 @@ def load_or_extract(
     chunk_seconds: Optional[float] = 10.0,
     device: str = "cpu",
     desc: str = "embeddings",
+    precision: str = "fp32",
 ) -> PooledEmbeddings:
     """Cached pooled embeddings of ``data``; ``get_encoder()`` is only called on a cache miss.
 
@@ -216,13 +229,13 @@ def load_or_extract(
     """
     path = None
     if cache_dir is not None:
-        key = cache_key(ckpt_files, data, chunk_seconds)
+        key = cache_key(ckpt_files, data, chunk_seconds, precision)
         path = Path(cache_dir) / f"{key[:40]}.pt"
         if path.is_file():
             stored = torch.load(path, map_location="cpu", weights_only=True)
             if stored.get("key") == key and stored.get("utt_ids") == data.utt_ids:
                 return PooledEmbeddings(data.utt_ids, stored["embeddings"], True, path)
-    emb = extract_pooled(get_encoder(), data.wav_paths, batch_size, chunk_seconds, device, desc)
+    emb = extract_pooled(get_encoder(), data.wav_paths, batch_size, chunk_seconds, device, desc, precision)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from espnet2_sonar.utils.config import StrictConfig
+from espnet2_sonar.utils.precision import precision_record
 
 
 @dataclass
@@ -226,8 +227,12 @@ def run_probe(
     batch_size: int = 8,
     chunk_seconds: Optional[float] = 10.0,
     model_config: Optional[str] = None,
+    precision: str = "fp32",
 ) -> Dict:
     """Frozen-encoder probe of ``ckpt`` on Kaldi-style dirs (wav.scp + utt2label).
+
+    ``precision`` (fp32 / bf16 / fp16) is that of the encoder's forward; the probe itself
+    trains in fp32 on fp32 embeddings.
 
     Embeddings are cached under ``cache_dir`` (None: no cache); the encoder is loaded only
     when some split is not cached. Returns the JSON-ready result (see ``bin/probe.py``).
@@ -258,7 +263,8 @@ def run_probe(
         return encoder[0]
 
     pooled = {
-        name: load_or_extract(get_encoder, files.files, d, cache_dir, batch_size, chunk_seconds, device, desc=name)
+        name: load_or_extract(get_encoder, files.files, d, cache_dir, batch_size, chunk_seconds, device, desc=name,
+                              precision=precision)
         for name, d in dirs.items()
     }
     x = {name: p.embeddings for name, p in pooled.items()}
@@ -298,6 +304,7 @@ def run_probe(
         "confusion": scores.confusion,
         "probe_config": dataclasses.asdict(config),
         "chunk_seconds": chunk_seconds,
+        "precision": precision_record(precision, device),
         "embedding_cache": {
             name: {"from_cache": p.from_cache, "path": None if p.cache_path is None else str(p.cache_path)}
             for name, p in pooled.items()

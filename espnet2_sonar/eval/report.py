@@ -120,6 +120,8 @@ class ProbeScore:
     macro_f1: float
     chance: float = math.nan
     """Majority-class share of the test set (from the result's ``per_class`` counts), NaN if absent."""
+    precision: str = "fp32"
+    """Precision of the encoder forward that made the embeddings (results without one: fp32)."""
 
 
 @dataclass
@@ -180,7 +182,8 @@ def _read_probe(path: Path, seed: int) -> ProbeScore:
     counts = [c.get("n_test") for c in (data.get("per_class") or {}).values() if isinstance(c, dict)]
     if counts and all(isinstance(n, int) for n in counts) and sum(counts) > 0:
         chance = max(counts) / sum(counts)
-    return ProbeScore(float(data["accuracy"]), float(data.get("macro_f1", math.nan)), chance)
+    precision = (data.get("precision") or {}).get("precision", "fp32")
+    return ProbeScore(float(data["accuracy"]), float(data.get("macro_f1", math.nan)), chance, precision)
 
 
 def reference_results(eval_dir, spec: ReportSpec, names: Sequence[str], seeds: Sequence[int]) -> dict:
@@ -390,6 +393,7 @@ def build_results(probes: ProbeResults, spec: ReportSpec, codebook: Optional[dic
             "train_seeds": None if spec.train_seeds is None else list(spec.train_seeds),
             "replicates": "training runs" if spec.train_seeds is not None else "probe seeds",
             "n_replicates": len(replicates(spec, probes.seeds)),
+            "precision": ",".join(sorted({s.precision for s in probes.scores.values()})),
         },
         "methods": methods,
         "summary": {

@@ -452,15 +452,18 @@ def readme_section(results: dict, report_path: str = DEFAULT_REPORT_PATH) -> str
 
 
 def results_csv(results: dict) -> str:
-    """Long format: method, stage, stage_name, task, train_seed, probe_seed, accuracy, macro_f1 (found
-    probes only; ``train_seed`` empty for a one-run report).
+    """Long format: method, stage, stage_name, task, train_seed, probe_seed, accuracy, macro_f1,
+    precision (found probes only; ``train_seed`` empty for a one-run report; precision of the
+    encoder forwards, the run's ``spec.precision``).
 
     Stage 0 (``base``) is repeated under every method so each method's rows are complete.
     """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["method", "stage", "stage_name", "task", "train_seed", "probe_seed", "accuracy", "macro_f1"])
+    writer.writerow(["method", "stage", "stage_name", "task", "train_seed", "probe_seed", "accuracy", "macro_f1",
+                     "precision"])
     one_run = results["spec"].get("train_seeds") is None
+    precision = results["spec"].get("precision", "fp32")
     for method, r in results["methods"].items():
         acc, f1 = r["accuracy"]["per_probe"], r["macro_f1"]["per_probe"]
         for rep, per_probe in acc.items():
@@ -470,5 +473,5 @@ def results_csv(results: dict) -> str:
                         a, f = matrix[i][j], f1[rep][probe_seed][i][j]
                         if _ok(a):
                             writer.writerow([method, i, stage, task, "" if one_run else rep, probe_seed,
-                                             repr(float(a)), repr(float(f)) if _ok(f) else ""])
+                                             repr(float(a)), repr(float(f)) if _ok(f) else "", precision])
     return buf.getvalue()

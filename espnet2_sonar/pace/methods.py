@@ -35,6 +35,7 @@ from espnet2_sonar.pace.classifiers import LinearConfig
 from espnet2_sonar.pace.lora import LoRAConfig
 from espnet2_sonar.pace.perturb import PerturbConfig
 from espnet2_sonar.pace.projection import ProjectionConfig
+from espnet2_sonar.utils.precision import PRECISIONS
 
 CLASSIFIERS = ("linear", "analytic")
 ADAPTATIONS = ("none", "first", "multi", "joint")
@@ -62,6 +63,9 @@ class MethodConfig:
     """Clips are cut to their first max_seconds."""
     batch_size: int = 16
     """Clips per encoder call when extracting features."""
+    precision: str = "fp32"
+    """Precision of the frozen feature extraction (``utils.precision``: fp32, bf16, fp16); the
+    fbank, the classifiers and the LoRA adaptation stay fp32."""
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
     analytic: AnalyticConfig = field(default_factory=AnalyticConfig)
@@ -71,6 +75,8 @@ class MethodConfig:
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
 
     def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
         if self.adaptation not in ADAPTATIONS:

@@ -33,6 +33,7 @@ from espnet2_sonar.pace.methods import MethodConfig, method_config
 from espnet2_sonar.pace.metrics import ContinualMetrics, continual_metrics, session_scores
 from espnet2_sonar.pace.model import Hidden, PooledBackbone
 from espnet2_sonar.pace.projection import SubspaceProtector
+from espnet2_sonar.utils.precision import autocast_context, precision_record
 
 RESULT_FORMAT = "pace_result/1"
 
@@ -73,12 +74,13 @@ class _Backbone:
     def features(self, split: str) -> Tensor:
         """Pooled features [n, D] of every clip of ``split`` under the current backbone."""
         if split not in self._feats:
-            if self.start is None:
-                self._feats[split] = self.net.extract(self.fb[split], self.method.batch_size, self.device)
-            else:
-                self._feats[split] = features_from_cache(
-                    self.net, self.hidden[split], self.start, self.method.batch_size, self.device
-                )
+            with autocast_context(self.method.precision, self.device):
+                if self.start is None:
+                    self._feats[split] = self.net.extract(self.fb[split], self.method.batch_size, self.device)
+                else:
+                    self._feats[split] = features_from_cache(
+                        self.net, self.hidden[split], self.start, self.method.batch_size, self.device
+                    )
         return self._feats[split]
 
     def changed(self) -> None:
@@ -199,4 +201,5 @@ def run_pace(
     result = run_method(bench, encoder, config, seed, device, cache_dir, log).to_dict()
     result["ckpt"] = str(ckpt)
     result["data_dir"] = str(data_dir)
+    result["precision"] = precision_record(config.precision, device)
     return result

@@ -20,6 +20,10 @@ Extraction is resumable: a shard is written atomically once computed, and a re-r
 shards that exist; each shard's result depends only on its own items, so an interrupted
 and resumed extraction gives the same array as an uninterrupted one. A cache whose
 ``meta.json`` disagrees with the request raises an error instead of being reused.
+
+Precision: ``precision`` (``utils.precision``) runs ``extract_layers`` under autocast; the
+pooled embeddings are float32 whatever the precision. A non-fp32 precision is part of the
+cache's meta (an fp32 cache has no ``precision`` key, as before the option existed).
 """
 
 import hashlib
@@ -35,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from espnet2_sonar.sampling.mixing import read_kaldi_map
+from espnet2_sonar.utils.precision import autocast_context
 
 CACHE_VERSION = 1
 
@@ -82,14 +87,16 @@ def _module_device(module: torch.nn.Module) -> torch.device:
 
 
 @torch.inference_mode()
-def embed_batch(module: torch.nn.Module, wavs: Sequence[np.ndarray], layer: int = -1) -> np.ndarray:
+def embed_batch(module: torch.nn.Module, wavs: Sequence[np.ndarray], layer: int = -1,
+                precision: str = "fp32") -> np.ndarray:
     """Embed one batch of 1-D waveforms (zero-padded together) -> float32 [B, D]."""
     device = _module_device(module)
     lengths = torch.tensor([len(w) for w in wavs], dtype=torch.long)
     batch = torch.zeros(len(wavs), int(lengths.max()), dtype=torch.float32)
     for i, w in enumerate(wavs):
         batch[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
-    layers = module.extract_layers(batch.to(device), lengths.to(device))
+    with autocast_context(precision, device):
+        layers = module.extract_layers(batch.to(device), lengths.to(device))
     try:
         hidden = layers[layer]
     except IndexError:
@@ -173,6 +180,7 @@ def extract_embeddings(
     num_workers: int = 0,
     tag: str = "",
     progress: bool = True,
+    precision: str = "fp32",
 ) -> EmbeddingSet:
     """Embed every entry of a Kaldi ``wav.scp`` (resumable, cached in ``cache_dir``).
 
@@ -191,6 +199,7 @@ def extract_embeddings(
         tag: free text identifying the extractor (e.g. checkpoint path); part of the
             cache key, so a cache made with another model is refused.
         progress: show a tqdm bar.
+        precision: ``fp32`` / ``bf16`` / ``fp16`` of the extractor's forward.
 
     Returns:
         :class:`EmbeddingSet` in wav.scp order.
@@ -213,6 +222,9 @@ def extract_embeddings(
         "max_seconds": None if max_seconds is None else float(max_seconds),
         "tag": tag,
     }
+    autocast_context(precision, _module_device(module))  # fail before any work
+    if precision != "fp32":
+        meta["precision"] = precision
     meta_path = cache_dir / "meta.json"
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
@@ -262,7 +274,7 @@ def extract_embeddings(
             lengths = [len(w) for w in wavs]
             plan = [[i] for i in range(len(utts))] if per_item else _plan_batches(lengths, batch_size, max_batch_samples)
             for group in plan:
-                out = embed_batch(module, [wavs[i] for i in group], layer)
+                out = embed_batch(module, [wavs[i] for i in group], layer, precision)
                 for i, row in zip(group, out):
                     emb[i] = row
                 bar.update(len(group))

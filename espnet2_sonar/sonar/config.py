@@ -1,9 +1,10 @@
 """SonarModel configuration: every SONAR constant lives here (DESIGN.md, "SONAR")."""
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 from espnet2_sonar.utils.config import StrictConfig
+from espnet2_sonar.utils.precision import PRECISIONS
 
 
 @dataclass
@@ -32,6 +33,11 @@ class SonarConfig(StrictConfig):
     resumed run draws the same masks as an uninterrupted one."""
     head_old_init: str = "copy"
     """How head_old starts when built: ``copy`` head_new's weights at build time, or ``random``."""
+    frozen_precision: Optional[str] = None
+    """Precision of the frozen forwards in a step (the tokenizer giving T's and T0's codes,
+    the teacher M0): ``fp32``, ``bf16`` or ``fp16`` (``utils.precision``), or None to follow
+    the step (autocast under ``--use_amp``, else fp32). T's and T0's codes always come from
+    one tokenizer forward, so they share numerics; the codebook search itself is fp32."""
 
     def __post_init__(self):
         if not 0.0 < self.mask_prob < 1.0:
@@ -40,6 +46,8 @@ class SonarConfig(StrictConfig):
             raise ValueError(f"teacher_input must be 'visible' or 'full', got {self.teacher_input!r}")
         if self.head_old_init not in ("copy", "random"):
             raise ValueError(f"head_old_init must be 'copy' or 'random', got {self.head_old_init!r}")
+        if self.frozen_precision is not None and self.frozen_precision not in PRECISIONS:
+            raise ValueError(f"frozen_precision must be one of {PRECISIONS} or null, got {self.frozen_precision!r}")
         if self.lambda_tok < 0 or self.lambda_model < 0:
             raise ValueError("lambda_tok and lambda_model must be >= 0")
         self.distill_layers = [int(i) for i in self.distill_layers]

@@ -22,6 +22,7 @@ from espnet2_sonar.distill.losses import masked_cross_entropy
 from espnet2_sonar.distill.teacher import FrozenTeacher
 from espnet2_sonar.sonar.config import SonarConfig
 from espnet2_sonar.sonar.targets import AbsTargetMaker
+from espnet2_sonar.utils.precision import maybe_autocast
 
 
 class SonarModel(AbsESPnetModel):
@@ -110,7 +111,8 @@ class SonarModel(AbsESPnetModel):
             replay = is_replay.reshape(bsz, -1)[:, 0].bool()
 
         # 1. targets (no grad): codes of T (may evolve in training mode) and of T0
-        tgt = self.targets(speech, speech_lengths, replay)
+        with maybe_autocast(self.config.frozen_precision, speech.device):
+            tgt = self.targets(speech, speech_lengths, replay)
 
         # 2. student on the visible patches, predictor on the full grid
         num_patches = self.encoder.patch_lengths(speech_lengths)
@@ -156,15 +158,13 @@ class SonarModel(AbsESPnetModel):
         The teacher reads the student's fbank (both use the same frontend settings).
         """
         keep = ~enc.padding_mask  # [B, N_vis] valid visible positions
-        if self.config.teacher_input == "visible":
-            t_enc = self.teacher("encode_features", feats.fbank, feats.frame_lengths, mask=mask)
-            t_layers = t_enc.layers
-        else:
-            t_full = self.teacher("encode_features", feats.fbank, feats.frame_lengths)
+        teacher_mask = mask if self.config.teacher_input == "visible" else None
+        with maybe_autocast(self.config.frozen_precision, feats.fbank.device):
+            t_enc = self.teacher("encode_features", feats.fbank, feats.frame_lengths, mask=teacher_mask)
+        t_layers = t_enc.layers
+        if teacher_mask is None:  # full grid: pick the student's visible positions
             idx = enc.kept_index.clamp(min=0)  # [B, N_vis]
-            t_layers = [
-                torch.gather(t, 1, idx[..., None].expand(-1, -1, t.shape[-1])) for t in t_full.layers
-            ]
+            t_layers = [torch.gather(t, 1, idx[..., None].expand(-1, -1, t.shape[-1])) for t in t_layers]
         losses = [self.criterion(enc.layers[l], t_layers[l], keep) for l in self.config.distill_layers]
         return torch.stack(losses).mean()
 

@@ -58,6 +58,8 @@ class TeacherInfo:
     num_items: int
     teacher_params: int
     """Parameters of the teacher encoder."""
+    precision: str = "fp32"
+    """Precision of the teacher's forward (``utils.precision``); caches without it were fp32."""
 
     @classmethod
     def read(cls, cache_dir: str | Path) -> "TeacherInfo":
@@ -121,6 +123,7 @@ def cache_teacher_embeddings(
     device: str = "cpu",
     progress: bool = True,
     teacher: torch.nn.Module | None = None,
+    precision: str = "fp32",
 ) -> EmbeddingSet:
     """Embed every clip of ``wav_scp`` with the teacher (resumable; see the module docstring).
 
@@ -133,6 +136,7 @@ def cache_teacher_embeddings(
         shard_size: items per resumable shard.
         num_workers: audio reading threads.
         teacher: an already loaded teacher (else loaded from ``teacher_ckpt`` when needed).
+        precision: fp32 / bf16 / fp16 of the teacher's forward (embeddings stay float32).
     Returns:
         EmbeddingSet (ids in wav.scp order, float32 [N, D_t]).
     """
@@ -161,6 +165,7 @@ def cache_teacher_embeddings(
         num_workers=num_workers,
         tag=tag,
         progress=progress,
+        precision=precision,
     )
     info = TeacherInfo(
         teacher=str(teacher_ckpt),
@@ -171,6 +176,7 @@ def cache_teacher_embeddings(
         dim=int(result.embeddings.shape[1]),
         num_items=len(result),
         teacher_params=sum(p.numel() for p in teacher.parameters()),
+        precision=precision,
     )
     tmp = cache_dir / f".{TEACHER_JSON}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(asdict(info), indent=2) + "\n")
@@ -187,6 +193,7 @@ def fresh_teacher_embeddings(
     layer: int = -1,
     crop_seconds: float | None = 10.0,
     crop_seed: int = 0,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """The teacher embeddings of ``utts`` computed now, one clip at a time: float32 [n, D_t].
 
@@ -195,7 +202,7 @@ def fresh_teacher_embeddings(
     scp = read_table(wav_scp)
     reader = CroppedReader(scp, crop_seconds, crop_seed)
     teacher.eval()
-    return np.concatenate([embed_batch(teacher, [reader.read(u, scp[u])], layer) for u in utts])
+    return np.concatenate([embed_batch(teacher, [reader.read(u, scp[u])], layer, precision) for u in utts])
 
 
 class TeacherEmbeddingTable:

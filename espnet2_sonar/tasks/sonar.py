@@ -30,7 +30,7 @@ from espnet2.iterators.sequence_iter_factory import SequenceIterFactory
 from espnet2.samplers.build_batch_sampler import build_batch_sampler
 from espnet2.tasks.abs_task import IteratorOptions
 from espnet2.train.class_choices import ClassChoices
-from espnet2.train.trainer import Trainer
+from espnet2_sonar.utils.amp_trainer import AmpTrainer
 from espnet2.utils.types import str2bool
 
 
@@ -71,11 +71,11 @@ class SonarTask(AudioTask):
         tokenizer_choices,
         distill_criterion_choices,
     ]
-    trainer = Trainer
+    trainer = AmpTrainer  # ESPnet Trainer; --use_amp also on the CPU (bf16)
 
     model_config_class = SonarConfig
     model_conf_help = ("SonarConfig: lambda_tok, lambda_model, distill_layers, teacher_input, "
-                       "mask_prob, seed, head_old_init (unknown keys are errors)")
+                       "mask_prob, seed, head_old_init, frozen_precision (unknown keys are errors)")
 
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):

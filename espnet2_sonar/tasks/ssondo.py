@@ -21,7 +21,7 @@ from espnet2.iterators.abs_iter_factory import AbsIterFactory
 from espnet2.iterators.sequence_iter_factory import SequenceIterFactory
 from espnet2.tasks.abs_task import IteratorOptions
 from espnet2.train.class_choices import ClassChoices
-from espnet2.train.trainer import Trainer
+from espnet2_sonar.utils.amp_trainer import AmpTrainer
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import float_or_none, int_or_none, str_or_none
 
@@ -67,7 +67,7 @@ class SsondoTask(AudioTask):
 
     num_optimizers: int = 1
     class_choices_list = [student_choices, loss_choices]
-    trainer = Trainer
+    trainer = AmpTrainer  # ESPnet Trainer; --use_amp also on the CPU (bf16)
 
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):

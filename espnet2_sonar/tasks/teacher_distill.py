@@ -9,7 +9,7 @@ Data as in SonarTask (``speech``; an ``is_replay`` list is accepted and ignored)
 
 import argparse
 
-from espnet2.train.trainer import Trainer
+from espnet2_sonar.utils.amp_trainer import AmpTrainer
 
 from espnet2_sonar.distill.frame_regression import FrameRegressionConfig, FrameRegressionModel
 from espnet2_sonar.tasks.audio_task import AudioTask
@@ -20,7 +20,7 @@ from espnet2_sonar.teachers import TEACHERS, load_teacher
 class TeacherDistillTask(AudioTask):
     num_optimizers: int = 1
     class_choices_list = [encoder_choices]
-    trainer = Trainer
+    trainer = AmpTrainer  # ESPnet Trainer; --use_amp also on the CPU (bf16)
 
     model_config_class = FrameRegressionConfig
     model_conf_help = "FrameRegressionConfig: student_layer, teacher_layer (unknown keys are errors)"

@@ -16,6 +16,8 @@
 # order) under ${exp_dir}/tseed<T>/<method>/<domain>; the base model is shared.
 #   8. (optional) PACE: class-incremental learning on the base and last-stage encoders (stages/pace.sh)
 #   9. (optional) S-SONDO: distil the last SONAR encoder into small students (stages/ssondo.sh)
+#  10. (optional, never by default) upload one exported model to the Hugging Face Hub: --hf_repo owner/name
+#      (espnet2_sonar.bin.hf_upload: packed.zip, encoder.pt, tokenizer.pt, config and a model card)
 # The default run stops after stage 7; --stop_stage 9 adds the sibling systems.
 # Stages 3-5 run per training seed and domain, in order. Every step is skipped when its output exists, so a
 # rerun after an interruption resumes (ESPnet training itself resumes with --resume true). Every training dir
@@ -32,12 +34,15 @@ stop_stage=7            # last stage to run
 domains="music bio env" # new domains, adapted to in this order
 methods="sonar dcp"     # continual methods: sonar, dcp, decar
 train_seeds="0 1 2"     # one run of every continual method per training seed (error bars over runs)
-base_ckpt=""            # official BEATs checkpoint: skips base pre-training
-base_tokenizer=""       # official BEATs tokenizer checkpoint (else distilled from the base model)
+base_ckpt=""            # BEATs checkpoint (official pre-trained/fine-tuned, ESPnet/OpenBEATs, or hf://OWNER/REPO/PATH): skips base pre-training
+base_tokenizer=""       # BEATs tokenizer checkpoint, any format or hf:// spec (else distilled from the base model)
 base_teacher=""         # frozen frame teacher for base pre-training (ge2e: the GE2E voice encoder of the
                         #   Resemblyzer wheel); empty: BEATs iterations. Also probed as a reference row.
 nj=2                    # parallel jobs for data prep / embedding
-ngpu=0                  # GPUs for training (0: CPU)
+ngpu=0                  # GPUs per node for training (0: CPU); more than 1: DDP, one process per GPU
+num_nodes=1             # nodes for training (more than 1: DDP across nodes; needs cmd_backend=slurm)
+cpu_ranks=1             # with --ngpu 0: DDP over this many CPU processes (gloo) on this machine
+                        #   (trainings start through utils/launch.sh, ESPnet's launcher)
 data_dir=data           # corpus output
 exp_dir=exp             # experiments
 tag=""                  # experiment tag: the run goes to ${exp_dir}_${tag} (ESPnet style: a separate
@@ -75,18 +80,26 @@ eval_split=test         # split the probes score (test: published runs; valid: c
                         #   test split is then not read)
 probe_args=""           # extra args for espnet2_sonar.bin.probe_matrix
 probe_max_per_class=200 # probe on at most this many clips per class and split (0: all)
+precision=fp32          # frozen forwards: TRSS embeddings (stage 3), SONAR's teacher M0 and tokenizer codes
+                        #   (stage 4), probe embeddings and drift (stage 6): fp32|bf16|fp16 (bf16 ~2x on
+                        #   CPUs with AVX-512 BF16/AMX; see README). Training AMP is the config's use_amp
 valid_share=0.05        # share of each pool held out for validation losses
 report_notes=local/findings.md  # markdown appended to the stage-7 report when it exists
 pace_args=""            # extra args for stages/pace.sh (stage 8), e.g. --methods "naive analytic"
 ssondo_teacher=""       # stage 9 teacher (default: the last domain's SONAR encoder, else base)
 ssondo_args=""          # extra args for stages/ssondo.sh (stage 9), e.g. --students mobilenetv3
+hf_repo=""              # stage 10: Hugging Face model repo (owner/name) to upload to
+hf_dir=""               # stage 10: the exported dir to upload (default: the first training seed's last
+                        #   domain, method sonar if run, else the first of --methods)
+hf_args=""              # extra args for espnet2_sonar.bin.hf_upload, e.g. "--private" or "--dry_run"
 
 help_message=$(cat <<EOF
 Usage: $(dirname "$0")/run.sh [options]   (run.sh sets a corpus' options, then calls sonar.sh [options])
   Run from the recipe dir (egs2/<corpus>/sonar1). --name value or --name=value; stages:
   1 data (local/data.sh, or your own dirs: --prior_dir, --domain_dirs, --task_dirs), 2 base,
   3 replay sampling, 4 continual training, 5 export, 6 evaluation, 7 report;
-  optional: 8 PACE (stages/pace.sh --help), 9 S-SONDO (stages/ssondo.sh --help).
+  optional: 8 PACE (stages/pace.sh --help), 9 S-SONDO (stages/ssondo.sh --help),
+  10 upload to the Hugging Face Hub (--hf_repo owner/name; run with --stage 10 --stop_stage 10).
   A training dir made from other inputs (config content, args, init checkpoints, data lists)
   is an error on a rerun: remove it, or use --tag NAME for a separate experiment dir.
 EOF
@@ -131,6 +144,11 @@ for m in ${methods}; do
 done
 [ -n "${train_seeds// }" ] || { log "--train_seeds is empty"; exit 1; }
 case "${eval_split}" in test|valid) ;; *) log "--eval_split must be test or valid, got '${eval_split}'"; exit 1 ;; esac
+case "${precision}" in fp32|bf16|fp16) ;; *) log "--precision must be fp32, bf16 or fp16, got '${precision}'"; exit 1 ;; esac
+frozen_precision_args=()  # fp32 passes nothing, so training dirs made before the option stay current
+[ "${precision}" = fp32 ] || frozen_precision_args=(--model_conf frozen_precision="${precision}")
+precision_suffix=""  # TRSS embedding caches per precision (fp32 keeps the old path)
+[ "${precision}" = fp32 ] || precision_suffix="_${precision}"
 for t in ${train_seeds}; do
     [[ "$t" =~ ^[0-9]+$ ]] || { log "--train_seeds: '$t' is not a non-negative integer"; exit 1; }
 done
@@ -178,6 +196,7 @@ base_dir=${exp_dir}/base
 # lists, all by sha256) is recorded in ${out}/stage_inputs.json before training. A done or
 # partly trained dir recorded from other inputs is an error naming the dir and what changed,
 # never silently skipped or resumed. --ngpu is left out: resuming on other hardware is allowed.
+# utils/launch.sh starts it (DDP for more than one GPU, node or CPU rank; never DataParallel).
 train_model() {
     local module=$1 out=$2 config=$3 train=$4 valid=$5; shift 5
     local targs=("${module}" "$@")
@@ -200,9 +219,9 @@ train_model() {
     fi
     log "training ${out} (log: ${out}/train.log)"
     # shellcheck disable=SC2086
-    ${cuda_cmd} --gpu "${ngpu}" "${out}/train.log" \
-        python -m "espnet2_sonar.bin.${module}" \
-            --config "${config}" --ngpu "${ngpu}" --output_dir "${out}" --resume true \
+    utils/launch.sh --cmd "${cuda_cmd}" --ngpu "${ngpu}" --num_nodes "${num_nodes}" --cpu_ranks "${cpu_ranks}" \
+        "${out}/train.log" "espnet2_sonar.bin.${module}" \
+            --config "${config}" --output_dir "${out}" --resume true \
             --train_data_path_and_name_and_type "${train}/wav.scp,speech,sonar_sound_resample_mix" \
             --valid_data_path_and_name_and_type "${valid}/wav.scp,speech,sonar_sound_resample_mix" \
             --train_shape_file "${train}/speech_shape" --valid_shape_file "${valid}/speech_shape" \
@@ -273,7 +292,8 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     # changed config (or teacher, or base encoder under the tokenizer) stops the run instead of
     # leaving a stale base in place; the copies keep their mtime when their content is the same.
     if [ -n "${base_ckpt}" ]; then
-        install_copy "${base_ckpt}" "${base_dir}/encoder.pt"
+        # any format / Hugging Face spec -> the canonical official format (fbank stats in cfg)
+        python -m espnet2_sonar.bin.install_checkpoint --src "${base_ckpt}" --out "${base_dir}/encoder.pt"
     elif [ -n "${base_teacher}" ]; then
         # the encoder regresses the teacher's frame features; its tokenizer is distilled from it below
         train_model teacher_distill "${base_dir}/teacher" "${pretrain_teacher_config}" "${base_dir}/lists/train" "${base_dir}/lists/valid" \
@@ -295,7 +315,8 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     fi
     if [ -n "${base_ckpt}" ] || [ -n "${base_teacher}" ]; then  # (the iterations distilled theirs above)
         if [ -n "${base_tokenizer}" ]; then
-            install_copy "${base_tokenizer}" "${base_dir}/tokenizer.pt"
+            python -m espnet2_sonar.bin.install_checkpoint --kind tokenizer --src "${base_tokenizer}" \
+                --out "${base_dir}/tokenizer.pt"
         else
             train_model tokenizer_train "${base_dir}/tokenizer" "${tokenizer_config}" "${base_dir}/lists/train" "${base_dir}/lists/valid" \
                 --tokenizer_conf teacher="${base_dir}/encoder.pt"
@@ -324,6 +345,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 3 ]; then
             fi
             stages/decar.sh --exp_dir "${run_dir}" --data_dir "${data_dir}" --domains "${domains}" \
                 "${decar_init[@]}" --config "${decar_config}" --replay_rho "${decar_replay_rho}" --ngpu "${ngpu}" \
+                --num_nodes "${num_nodes}" --cpu_ranks "${cpu_ranks}" \
                 --valid_share "${valid_share}" --train_args "--seed ${tseed} ${train_args}"
             continue
         fi
@@ -342,7 +364,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 3 ]; then
                         ${train_cmd} "${out}/sample.log" python -m espnet2_sonar.bin.sonar_sample \
                             --prior_dir "${base_dir}/lists/train" --new_dir "${pool_dir}/${domain}" \
                             --ckpt "${prev}/encoder.pt" --out_dir "${out}/replay" --nj "${nj}" --seed "${tseed}" \
-                            --cache_dir "${prev}/emb_cache/${domain}" ${sample_args} >/dev/null
+                            --cache_dir "${prev}/emb_cache/${domain}${precision_suffix}" --precision "${precision}" \
+                            ${sample_args} >/dev/null
                     fi
                     make_lists "${out}/lists" "${pool_dir}/${domain}" "${out}/replay/wav.scp" "${tseed}"
                 else
@@ -359,7 +382,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 3 ]; then
                 fi
                 # the training seed: ESPnet's --seed (head init, data order) and the mask generator's
                 train_model sonar_train "${out}" "${config}" "${out}/lists/train" "${out}/lists/valid" "${init_args[@]}" \
-                    --seed "${tseed}" --model_conf seed="${tseed}"
+                    --seed "${tseed}" --model_conf seed="${tseed}" "${frozen_precision_args[@]}"
                 export_model "${out}"
             fi
             if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
@@ -426,7 +449,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     # shellcheck disable=SC2086
     ${decode_cmd} "${exp_dir}/eval/probe.log" python -m espnet2_sonar.bin.probe_matrix \
         --ckpts "${ckpts}" --task_dir "${probe_task_dir}" --tasks "${probe_tasks}" --seeds "${probe_seeds}" \
-        --out_dir "${exp_dir}/eval" --max_per_class "${probe_max_per_class}" ${probe_args}
+        --out_dir "${exp_dir}/eval" --max_per_class "${probe_max_per_class}" --precision "${precision}" ${probe_args}
     # label-free view of forgetting: how far each SONAR/DCP stage moved from the base model's
     # features on held-out prior-pool audio (the old domain)
     # features on the prior pool's held-out clips (base/lists/valid: in no training or replay list)
@@ -444,10 +467,15 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     if [ -f "${exp_dir}/eval/drift.json" ]; then
         stale=false
         for f in "${drift_files[@]}"; do if [ "$f" -nt "${exp_dir}/eval/drift.json" ]; then stale=true; fi; done
+        # ... and made at this --precision (a drift.json that records none was fp32)
+        recorded=$(python -c 'import json, sys; print(json.load(open(sys.argv[1])).get("precision", {}).get("precision", "fp32"))' \
+            "${exp_dir}/eval/drift.json")
+        [ "${recorded}" = "${precision}" ] || stale=true
     fi
     if ${stale}; then
         ${decode_cmd} "${exp_dir}/eval/drift.log" python -m espnet2_sonar.bin.drift --base "${base_dir}/encoder.pt" \
-            --ckpts "${drift_ckpts}" --audio "prior=${base_dir}/lists/valid/wav.scp" --out "${exp_dir}/eval/drift.json"
+            --ckpts "${drift_ckpts}" --audio "prior=${base_dir}/lists/valid/wav.scp" --out "${exp_dir}/eval/drift.json" \
+            --precision "${precision}"
     fi
     stage_time 6
 fi
@@ -500,8 +528,29 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     eval "ssondo_extra=(${ssondo_args})"  # shell words, as for --pace_args
     stages/ssondo.sh --exp_dir "${exp_dir}/ssondo" --data_dir "${data_dir}" --teacher "${ssondo_teacher}" \
         --seeds "${probe_seeds}" --tasks "${probe_tasks}" --config_dir "conf/${size}" --nj "${nj}" --ngpu "${ngpu}" \
+        --num_nodes "${num_nodes}" --cpu_ranks "${cpu_ranks}" \
         "${ssondo_extra[@]}"
     stage_time 9
+fi
+
+# ---------------------------------------------------------------- 10. Hugging Face upload (optional)
+if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
+    [ -n "${hf_repo}" ] || { log "Stage 10 needs --hf_repo owner/name"; exit 1; }
+    if [ -z "${hf_dir}" ]; then
+        hf_method=""
+        for m in ${methods}; do  # sonar if run, else the first non-DECAR method
+            [ "$m" = decar ] && continue
+            if [ -z "${hf_method}" ] || [ "$m" = sonar ]; then hf_method=$m; fi
+        done
+        [ -n "${hf_method}" ] || { log "Stage 10: no SONAR/DCP run among --methods; give --hf_dir"; exit 1; }
+        hf_dir=${exp_dir}/tseed${first_seed}/${hf_method}/${last_domain}
+    fi
+    log "Stage 10: ${hf_dir} -> https://huggingface.co/${hf_repo}"
+    hf_results=()
+    [ -f "${exp_dir}/RESULTS.md" ] && hf_results=(--results "${exp_dir}/RESULTS.md")
+    eval "hf_extra=(${hf_args})"
+    python -m espnet2_sonar.bin.hf_upload --exp_dir "${hf_dir}" --repo "${hf_repo}" "${hf_results[@]}" "${hf_extra[@]}"
+    stage_time 10
 fi
 
 log "checkpoints (official BEATs format): ${base_dir}/encoder.pt and, per training seed T, ${exp_dir}/tseed<T>/<method>/<domain>/encoder.pt, e.g.$(for m in ${methods}; do [ "$m" = decar ] || for d in ${domains}; do printf ' %s' "${exp_dir}/tseed${first_seed}/${m}/${d}/encoder.pt"; done; done)"
