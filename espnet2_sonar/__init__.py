@@ -1,16 +1,27 @@
 """espnet2_sonar: continual self-supervised pre-training of BEATs audio encoders for ESPnet.
 
-Sub-packages (one concept per file):
-    beats/           BEATs encoder, typed config, official-checkpoint interop
-    tokenizer/       BEATs tokenizer, random-projection tokenizer, online clustered codebook
-    distill/         frozen teachers and distillation losses
-    sampling/        embedding extraction, faiss k-means, stratified replay sampling, BDS
-    sonar/           SonarModel (loss composition)
-    tasks/           ESPnet AbsTask subclasses
-    bin/             ``python -m espnet2_sonar.bin.*`` entry points
+Sub-packages (one concept per file) by layer, lowest first; a package imports only from
+lower layers (``tests/test_layers.py`` enforces it and lists the known violations):
+
+0   utils/           strict configs, CLI helpers, Hub paths, precision, stage guards, AMP
+                     trainer, the checkpoint-kind registry
+1   data/            offline real-audio corpus builder, Kaldi dirs and audio I/O
+    nn/              model-agnostic tensor helpers: masks, pooling, state-dict checks
+2   beats/           BEATs encoder, predictor, typed config, official-checkpoint interop
+3   tokenizer/       BEATs tokenizer, random-projection tokenizer, online clustered codebook
+    teachers/        frozen external teachers with frame-level features (GE2E)
+4   distill/         distillation losses and criteria, frame-regression base pre-training
+    sampling/        embedding extraction, faiss k-means, stratified replay sampling (TRSS)
+5   sonar/           SonarModel (loss composition) and its target makers
+    pace/            PACE: class-incremental learning on a frozen or LoRA-tuned encoder
+    ssondo/          S-SONDO: students distilled from cached teacher embeddings (BDS sampling)
+    decar/           DECAR: DeepCluster-style pre-training of an EfficientNet or BEATs encoder
+6   eval/            checkpoint loading, frozen probes, metrics, reports
+7   tasks/           ESPnet AbsTask subclasses
     s3prl_upstream/  s3prl upstream registration
-    eval/            frozen probes, metrics, reports
-    data/            offline real-audio corpus builder and audio I/O
+8   bin/             ``python -m espnet2_sonar.bin.*`` entry points
+    adapt/           one-command adaptation of an encoder to a folder of audio (composes the
+                     bin tools; ``bin.adapt`` is its CLI)
 """
 
 __version__ = "0.1.0"

@@ -79,7 +79,7 @@ def make_official_checkpoints(out_dir: Path, prior_dir: Path, seed: int = 0) -> 
     initialised on prior audio), both in official format. Returns {'encoder', 'tokenizer'}."""
     from espnet2_sonar.beats.interop import save_official
     from espnet2_sonar.beats.interop_tokenizer import save_official_tokenizer
-    from espnet2_sonar.sonar.builders import SonarBeatsEncoder
+    from espnet2_sonar.beats.encoder_choice import SonarBeatsEncoder
     from espnet2_sonar.tokenizer.tokenizer import BeatsTokenizer
 
     out_dir = Path(out_dir)

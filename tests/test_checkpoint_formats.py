@@ -17,13 +17,8 @@ from espnet2_sonar.beats.formats import (
     save_espnet,
 )
 from espnet2_sonar.beats.frontend import ESPNET_FBANK_MEAN, ESPNET_FBANK_STD, FBANK_MEAN, FBANK_STD
-from espnet2_sonar.beats.interop import (
-    CheckpointMismatchError,
-    load_official,
-    load_official_tokenizer,
-    save_official,
-    save_official_tokenizer,
-)
+from espnet2_sonar.beats.interop import CheckpointMismatchError, load_official, save_official
+from espnet2_sonar.beats.interop_tokenizer import load_official_tokenizer, save_official_tokenizer
 from espnet2_sonar.tokenizer.tokenizer import BeatsTokenizer
 from espnet2_sonar.utils.hub import HubFileUnavailable, parse_hub_spec, resolve_checkpoint_path
 from sonar_fixtures import (

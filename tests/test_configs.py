@@ -54,3 +54,32 @@ def test_an_unknown_key_is_rejected(tmp_path):
     bad.write_text((REPO / "conf" / "tiny" / "train_sonar.yaml").read_text() + "lamda_model: 1.0\n")
     with pytest.raises(SystemExit):
         SonarTask.get_parser().parse_args(["--config", str(bad)])
+
+
+def _config_dataclasses():
+    """(module, class name) of every ``@dataclass`` class named ``*Config`` in the package."""
+    import ast
+
+    found = []
+    for path in sorted((REPO / "espnet2_sonar").rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Config") and any(
+                    "dataclass" in ast.unparse(d) for d in node.decorator_list):
+                module = ".".join(path.relative_to(REPO).with_suffix("").parts)
+                found.append((module, node.name))
+    return found
+
+
+def test_every_config_dataclass_is_a_strict_config():
+    import importlib
+
+    from espnet2_sonar.utils.config import StrictConfig
+
+    configs = _config_dataclasses()
+    assert len(configs) >= 20, configs
+    loose = [f"{m}.{n}" for m, n in configs if not issubclass(getattr(importlib.import_module(m), n), StrictConfig)]
+    assert not loose, f"not StrictConfig (unknown keys would pass silently): {loose}"
+    for m, n in configs:
+        cls = getattr(importlib.import_module(m), n)
+        with pytest.raises(ValueError, match=rf"unknown {n} key\(s\): \['not_a_field'\]; known: \["):
+            cls.from_dict({"not_a_field": 1})

@@ -123,7 +123,7 @@ def test_epoch_step_writes_labels_and_is_reused(pool, tmp_path):
 @pytest.mark.timeout(120)
 def test_beats_model_trains_after_whole_set_extraction(pool, tmp_path):
     """Extraction must not leave inference-mode tensors in module caches used by training."""
-    from espnet2_sonar.sonar.builders import SonarBeatsEncoder
+    from espnet2_sonar.beats.encoder_choice import SonarBeatsEncoder
 
     torch.manual_seed(0)
     model = DecarModel(SonarBeatsEncoder("tiny"), {"num_clusters": 3, "head_dims": [16]})

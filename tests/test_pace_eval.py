@@ -53,7 +53,18 @@ def test_pace_cli_result_and_seeded_determinism(setup, tmp_path):
     assert all(c.split("/")[0] in ("foley", "instrument") for c in a["benchmark"]["class_order"])
     m = a["metrics"]
     assert len(m["session_accuracy"]) == 3 and [len(r) for r in m["accuracy_matrix"]] == [1, 2, 3]
-    assert 0.0 <= m["average_forgetting"] <= 1.0 and 0.0 <= m["last_accuracy"] <= 1.0
+    # the summary numbers, recomputed from the matrix: A_t is a[t][s] weighted by session test
+    # sizes, each a[t][s] a whole number of that session's test items
+    n_test = [sess["n_test"] for sess in a["benchmark"]["sessions"]]
+    for t, row in enumerate(m["accuracy_matrix"]):
+        assert all(abs(v * n - round(v * n)) < 1e-6 for v, n in zip(row, n_test))
+        seen = n_test[: t + 1]
+        assert m["session_accuracy"][t] == pytest.approx(sum(v * n for v, n in zip(row, seen)) / sum(seen))
+    mat = m["accuracy_matrix"]
+    forgetting = [max(mat[t][s] for t in range(s, 2)) - mat[2][s] for s in range(2)]
+    assert m["average_forgetting"] == pytest.approx(sum(forgetting) / 2)
+    assert m["last_accuracy"] == m["session_accuracy"][-1]
+    assert m["average_accuracy"] == pytest.approx(sum(m["session_accuracy"]) / 3)
     assert a["lora_layers"] == [1] and len(a["cka"]) == 2
     assert all(s["adapted"] for s in a["sessions"])  # n_stop not reached
     assert all(s["protected_ranks"] for s in a["sessions"])

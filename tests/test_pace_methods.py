@@ -22,9 +22,9 @@ def test_named_methods_and_overrides():
 
 @pytest.mark.timeout(30)
 def test_unknown_keys_and_bad_values_raise():
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['epoch'\]"):
+    with pytest.raises(ValueError, match=r"method 'pace'\.adapt: unknown AdaptConfig key\(s\): \['epoch'\]"):
         method_config("pace", {"adapt": {"epoch": 3}})
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['foo'\]"):
+    with pytest.raises(ValueError, match=r"method 'naive': unknown MethodConfig key\(s\): \['foo'\]"):
         method_config("naive", {"foo": 1})
     with pytest.raises(ValueError, match="unknown method"):
         method_config("ewc")

@@ -214,7 +214,7 @@ def test_load_encoder_reads_a_sonar_experiment_dir(tmp_path):
     import yaml
 
     from espnet2_sonar.eval.checkpoints import load_encoder
-    from espnet2_sonar.sonar.builders import SonarBeatsEncoder
+    from espnet2_sonar.beats.encoder_choice import SonarBeatsEncoder
 
     torch.manual_seed(0)
     enc = SonarBeatsEncoder("tiny", config={"dropout": 0.0}).eval()

@@ -4,10 +4,11 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from espnet2_sonar.beats.interop_tokenizer import save_official_tokenizer
 from espnet2_sonar.beats.predictor import BeatsPredictor
-from espnet2_sonar.sonar.builders import SonarBeatsEncoder
+from espnet2_sonar.beats.encoder_choice import SonarBeatsEncoder
 from espnet2_sonar.sonar.model import SonarModel
 from espnet2_sonar.sonar.tokenizers import (
     EvolvingTokenizerTargets,
@@ -41,17 +42,62 @@ def tokenizer_ckpt(tmp_path_factory):
     return str(path)
 
 
-def _model(tokenizer_ckpt, lambda_tok, lambda_model, targets="occ", seed=0):
+def _model(tokenizer_ckpt, lambda_tok, lambda_model, targets="occ", seed=0, occ=None, **config):
     torch.manual_seed(seed)
     enc = SonarBeatsEncoder("tiny", config=dict(dropout=0.0, attention_dropout=0.0))
     pred = BeatsPredictor(enc.config, num_layers=1)
     if targets == "occ":
-        tm = EvolvingTokenizerTargets(init=tokenizer_ckpt, occ=dict(max_codes=160, expand_every=0))
+        tm = EvolvingTokenizerTargets(init=tokenizer_ckpt, occ=dict(max_codes=160, expand_every=0, **(occ or {})))
     else:
         tm = FrozenTokenizerTargets(init=tokenizer_ckpt, max_codes=160)
     teacher = copy.deepcopy(enc) if lambda_model > 0 else None
     return SonarModel(enc, pred, tm, teacher=teacher,
-                      config=dict(lambda_tok=lambda_tok, lambda_model=lambda_model, seed=seed))
+                      config=dict(lambda_tok=lambda_tok, lambda_model=lambda_model, seed=seed, **config))
+
+
+def _recorded_mask(model, wavs, lengths):
+    """(loss, stats, mask): one forward, with the student's mask [B, N] (True = masked) kept."""
+    masks = []
+    make_mask = model.encoder.make_mask
+    model.encoder.make_mask = lambda *args: masks.append(make_mask(*args)) or masks[-1]
+    try:
+        loss, stats, _ = model(wavs, lengths)
+    finally:
+        del model.encoder.make_mask
+    assert len(masks) == 1
+    return loss, stats, masks[0]
+
+
+def _one_minus_cos_by_item(model, wavs, lengths, mask, teacher_full):
+    """L_model from scratch: each item encoded alone (no padding), last layer, 1 - cos of M and
+    M0 at M's visible patches, averaged over all visible patches of the batch."""
+    student, m0 = model.encoder, model.teacher.module
+    num_patches = student.patch_lengths(lengths)
+    dist = []
+    with torch.no_grad():
+        for b in range(len(lengths)):
+            wav, length = wavs[b : b + 1, : int(lengths[b])], lengths[b : b + 1]
+            item_mask = mask[b : b + 1, : int(num_patches[b])]
+            visible = (~item_mask[0]).nonzero().squeeze(1)
+            s = student.encode(wav, length, mask=item_mask).layers[-1][0]  # [N_vis, D]
+            if teacher_full:
+                t = m0.encode(wav, length).layers[-1][0][visible]  # full grid, then M's visible patches
+            else:
+                t = m0.encode(wav, length, mask=item_mask).layers[-1][0]
+            assert s.shape == t.shape == (len(visible), student.config.encoder_embed_dim)
+            dist.append(1.0 - F.cosine_similarity(s, t, dim=-1))
+    return torch.cat(dist).mean()
+
+
+def _masked_ce(model, head, wavs, lengths, mask, codes, num_codes):
+    """CE of ``head``'s first ``num_codes`` logits against ``codes`` [B, N] at masked valid patches."""
+    with torch.no_grad():
+        hidden = model.predictor(model.encoder.encode(wavs, lengths, mask=mask))
+        n = min(hidden.shape[1], codes.shape[1])
+        num_patches = model.encoder.patch_lengths(lengths)
+        select = mask[:, :n] & (torch.arange(n)[None, :] < num_patches[:, None])
+        logits = head(hidden[:, :n])[..., :num_codes]
+        return F.cross_entropy(logits[select], codes[:, :n][select])
 
 
 def test_total_is_the_weighted_sum_of_its_terms(tokenizer_ckpt):
@@ -89,6 +135,69 @@ def test_model_term_is_zero_at_start_and_moves_with_the_student(tokenizer_ckpt):
             p.add_(0.05 * torch.randn_like(p))
     _, stats, _ = model(wavs, lengths)
     assert float(stats["loss_model"]) > 1e-4
+
+
+@pytest.mark.parametrize("teacher_input", ["visible", "full"])
+def test_model_term_is_one_minus_cos_at_the_visible_patches(tokenizer_ckpt, teacher_input):
+    """L_model equals 1 - cos(M, M0) over M's visible patches, computed item by item here; with
+    ``teacher_input: full`` M0 reads the whole grid, so the term is positive even at M = M0."""
+    wavs, lengths = _batch()
+    model = _model(tokenizer_ckpt, 0.0, 1.0, teacher_input=teacher_input).eval()
+    _, stats, mask = _recorded_mask(model, wavs, lengths)
+    if teacher_input == "full":
+        assert float(stats["loss_model"]) > 1e-3
+    else:
+        assert float(stats["loss_model"]) < 1e-6
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(1)
+        for p in model.encoder.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    _, stats, mask = _recorded_mask(model, wavs, lengths)
+    expected = _one_minus_cos_by_item(model, wavs, lengths, mask, teacher_full=teacher_input == "full")
+    assert float(expected) > 1e-4
+    assert float(stats["loss_model"]) == pytest.approx(float(expected), rel=1e-4, abs=1e-6)
+    other = _one_minus_cos_by_item(model, wavs, lengths, mask, teacher_full=teacher_input != "full")
+    assert abs(float(other) - float(expected)) > 1e-4  # the two teacher inputs are told apart
+
+
+def test_grown_codebook_heads_read_live_rows_and_tok_targets_t0(tokenizer_ckpt):
+    """After T's codebook grows, L_MAM is CE over head_new's first num_codes rows against T's
+    codes (grown ids included) and L_tok is CE over head_old's first K0 rows against the codes
+    of T0 (the initial tokenizer, loaded here on its own); rows past those are never read."""
+    from espnet2_sonar.beats.formats import load_beats_tokenizer
+
+    wavs, lengths = _batch()
+    model = _model(tokenizer_ckpt, 1.0, 0.0, occ=dict(novelty_threshold=1.01, expand_trigger=0.0,
+                                                       expand_codes=16)).eval()
+    k0 = model.targets.num_codes
+    with torch.no_grad():
+        feats = model.targets.tokenizer.features(wavs, lengths)
+        assert model.targets.codebook.expand_(feats.features[~feats.padding_mask]) == 16
+    live = model.targets.num_codes
+    assert live == k0 + 16 < model.head_new.out_features == 160 and model.targets.old_num_codes == k0
+    _, stats, mask = _recorded_mask(model, wavs, lengths)
+
+    t_codes = model.targets.tokenizer.encode(wavs, lengths)
+    t0_codes = load_beats_tokenizer(tokenizer_ckpt).eval().encode(wavs, lengths)
+    n = min(t_codes.shape[1], mask.shape[1])
+    picked = mask[:, :n] & (t_codes[:, :n] >= 0)
+    assert (t_codes[:, :n][picked] >= k0).any()  # grown codes are targets of masked patches
+    assert (t_codes[:, :n][picked] != t0_codes[:, :n][picked]).any()  # T and T0 disagree here
+    expected_mam = _masked_ce(model, model.head_new, wavs, lengths, mask, t_codes, live)
+    expected_tok = _masked_ce(model, model.head_old, wavs, lengths, mask, t0_codes, k0)
+    assert float(stats["loss_mam"]) == pytest.approx(float(expected_mam), rel=1e-5)
+    assert float(stats["loss_tok"]) == pytest.approx(float(expected_tok), rel=1e-5)
+
+    with torch.no_grad():  # rows past the live sizes: no effect
+        model.head_new.weight[live:] += 10.0
+        model.head_old.weight[k0:] += 10.0
+    _, after, _ = _recorded_mask(model, wavs, lengths)
+    assert torch.equal(after["loss_mam"], stats["loss_mam"]) and torch.equal(after["loss_tok"], stats["loss_tok"])
+    with torch.no_grad():  # the grown rows of head_new are read
+        model.head_new.weight[k0:live] += 10.0
+    _, after, _ = _recorded_mask(model, wavs, lengths)
+    assert not torch.equal(after["loss_mam"], stats["loss_mam"])
+    assert torch.equal(after["loss_tok"], stats["loss_tok"])
 
 
 def test_gradients_reach_the_student_only_and_the_teacher_never_changes(tokenizer_ckpt):

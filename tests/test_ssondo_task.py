@@ -119,7 +119,16 @@ def test_probe_and_s3prl_expert_load_the_student(trained, tmp_path):
         "--ckpt", str(trained / "exp" / "student.pt"), "--train_dir", str(task / "train"), "--valid_dir", str(task / "valid"),
         "--test_dir", str(task / "test"), "--out", str(tmp_path / "r.json"), "--no_cache", "--max_epochs", "5",
     ])
-    assert 0.0 <= result["accuracy"] <= 1.0 and result["dim"] == 32 and result["num_layers"] == 2
+    assert result["dim"] == 32 and result["num_layers"] == 2
+    # the scores count the test dir's own items: confusion rows are its class counts, and the
+    # accuracy is the confusion's diagonal share
+    from collections import Counter
+
+    truth = Counter(line.split()[1] for line in (task / "test" / "utt2label").read_text().splitlines())
+    confusion = np.array(result["confusion"])
+    assert dict(zip(result["classes"], confusion.sum(axis=1).tolist())) == dict(truth)
+    assert result["n_test"] == sum(truth.values())
+    assert result["accuracy"] == pytest.approx(np.trace(confusion) / result["n_test"])
     assert json.loads((tmp_path / "r.json").read_text())["ckpt"].endswith("student.pt")
     expert = UpstreamExpert(str(trained / "exp" / "student.pt"))
     wavs = [0.1 * torch.randn(16000), 0.1 * torch.randn(9000)]

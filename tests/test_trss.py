@@ -190,3 +190,29 @@ def test_cli_end_to_end(tmp_path):
     assert read_kaldi_map(out / "wav.scp") == scp
 
 
+@pytest.mark.timeout(30)
+def test_cli_options_are_the_config_fields():
+    """Every StratifiedSamplerConfig field is an option of that name, with the field's default,
+    type and docstring; parsed options rebuild the config."""
+    import dataclasses
+
+    from espnet2_sonar.bin.sonar_sample import get_parser
+    from espnet2_sonar.utils.cli import config_from_args, field_docs
+
+    parser = get_parser()
+    required = ["--prior_dir", "p", "--new_dir", "n", "--ckpt", "c", "--out_dir", "o"]
+    assert config_from_args(StratifiedSamplerConfig, parser.parse_args(required)) == StratifiedSamplerConfig()
+    options = {a.dest: a for a in parser._actions}
+    docs = field_docs(StratifiedSamplerConfig)
+    for f in dataclasses.fields(StratifiedSamplerConfig):
+        assert options[f.name].default == f.default and options[f.name].help == docs[f.name], f.name
+    assert options["relevance"].choices == ("nearest", "softmax")
+    args = parser.parse_args(required + ["--normalize", "false", "--relevance", "softmax", "--num_strata", "32",
+                                         "--rho", "0.25"])
+    assert config_from_args(StratifiedSamplerConfig, args) == StratifiedSamplerConfig(
+        normalize=False, relevance="softmax", num_strata=32, rho=0.25
+    )
+    with pytest.raises(SystemExit):
+        parser.parse_args(required + ["--relevance", "nearestt"])
+
+

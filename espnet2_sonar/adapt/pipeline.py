@@ -438,7 +438,8 @@ def _data_args(lists: Path) -> List[str]:
 
 
 def _verify_export(lay: Layout) -> None:
-    from espnet2_sonar.beats.interop import load_official, load_official_tokenizer
+    from espnet2_sonar.beats.interop import load_official
+    from espnet2_sonar.beats.interop_tokenizer import load_official_tokenizer
 
     load_official(lay.encoder)
     load_official_tokenizer(lay.tokenizer)

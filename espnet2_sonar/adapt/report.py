@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Any, Dict, List, Optional
 
 from espnet2_sonar.adapt.common import (NO_PRIOR_NOTE, NO_PRIOR_NOTE_DCP, AdaptOptions, BaseModel, Layout,
                                         StepTimer, _now, _quiet_stdout, options_dict, write_json)
+from espnet2_sonar.utils.atomic_write import atomic_path, atomic_write
 
 log = logging.getLogger("espnet2_sonar.adapt")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
@@ -67,12 +67,10 @@ def random_reference(lay: Layout, seed: int) -> Path:
 
     out = lay.eval / "random" / "encoder.pt"
     if not out.is_file():
-        tmp = out.with_name(f".encoder.pt.{os.getpid()}.tmp")
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        with _quiet_stdout():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp, _quiet_stdout():
             random_encoder.main(["--like", str(lay.base_encoder), "--seed", str(RANDOM_SEED_OFFSET + seed),
                                  "--out", str(tmp)])
-        os.replace(tmp, out)
     return out
 
 
@@ -346,7 +344,5 @@ def write_report(ctx: Context) -> dict:
     report["elapsed_s"] = round(time.time() - ctx.t0, 2)
     report["timings"] = {"this_run": dict(ctx.timer.run), "latest": dict(ctx.timer.saved)}
     write_json(ctx.lay.report_json, report)
-    tmp = ctx.lay.report_md.with_name(f".report.md.{os.getpid()}.tmp")
-    tmp.write_text(render_markdown(report))
-    os.replace(tmp, ctx.lay.report_md)
+    atomic_write(ctx.lay.report_md, render_markdown(report))
     return report

@@ -40,6 +40,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 from espnet2_sonar.data import convert as conv
 from espnet2_sonar.data.audio import AudioFileError
 from espnet2_sonar.data.kaldi_dir import Utterance, write_kaldi_dir
+from espnet2_sonar.utils.atomic_write import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +171,7 @@ def _read_manifest(path: Path) -> dict:
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def _hint(path: str) -> str:

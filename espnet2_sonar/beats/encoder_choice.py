@@ -1,4 +1,4 @@
-"""The encoder behind SonarTask's ``--encoder beats`` choice.
+"""The encoder behind the ``--encoder beats`` choice of SonarTask and DecarTask.
 
 ESPnet's ``ClassChoices`` wants classes whose keyword arguments are what ``--encoder_conf``
 holds, so ``--print_config`` lists them and YAML configs stay small.

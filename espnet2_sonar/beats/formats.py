@@ -36,7 +36,6 @@ reads the statistics from its constructor arguments, never from the cfg.
 
 import io
 import logging
-import os
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
@@ -44,6 +43,7 @@ import torch
 
 from espnet2_sonar.beats.frontend import ESPNET_FBANK_MEAN, ESPNET_FBANK_STD, FBANK_MEAN, FBANK_STD
 from espnet2_sonar.beats.interop import CheckpointMismatchError, encoder_from_official, official_checkpoint
+from espnet2_sonar.utils.atomic_write import atomic_write
 from espnet2_sonar.utils.hub import resolve_checkpoint_path
 
 log = logging.getLogger(__name__)
@@ -204,9 +204,7 @@ def write_checkpoint(ckpt: Dict[str, Any], path: str | Path, espnet_conf: bool =
     torch.save(ckpt, buffer)
     data = buffer.getvalue()
     if not (path.is_file() and path.read_bytes() == data):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write(path, data)
     if espnet_conf:
         import yaml
 

@@ -25,7 +25,9 @@ import torch
 from torch import nn
 from torchaudio.compliance.kaldi import get_mel_banks
 
-SAMPLE_RATE = 16000
+from espnet2_sonar.nn.masks import valid_mask
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
+
 NUM_MEL_BINS = 128
 FRAME_LENGTH = 400  # samples (25 ms)
 FRAME_SHIFT = 160  # samples (10 ms)
@@ -117,10 +119,10 @@ class BeatsFrontend(nn.Module):
             wavs = wavs[:, :total].float()
             if wavs.shape[1] < total:
                 wavs = nn.functional.pad(wavs, (0, total - wavs.shape[1]))
-            keep = torch.arange(total, device=wavs.device)[None, :] < lengths[:, None]
+            keep = valid_mask(lengths, total)
             wavs = wavs * keep * WAVEFORM_SCALE
             fbank = (self.kaldi_fbank(wavs) - self.fbank_mean) / (2 * self.fbank_std)
             frame_lengths = self.frame_lengths(lengths)
-            valid = torch.arange(fbank.shape[1], device=wavs.device)[None, :] < frame_lengths[:, None]
+            valid = valid_mask(frame_lengths, fbank.shape[1])
             fbank = fbank * valid[..., None]
         return FbankOutput(fbank=fbank, frame_lengths=frame_lengths)

@@ -33,6 +33,7 @@ from torch import nn
 
 from espnet2_sonar.beats.config import BeatsConfig
 from espnet2_sonar.beats.encoder import BeatsEncoder
+from espnet2_sonar.nn.state_dict import state_diff
 
 _RENAMES = {
     "encoder.pos_conv.conv.bias": "encoder.pos_conv.0.bias",
@@ -106,13 +107,9 @@ def compare_states(
 ) -> None:
     """Raise ``CheckpointMismatchError`` naming unexpected keys, missing keys and shape
     mismatches of ``kept`` (from ``source``) against ``expected`` (what ``what`` needs)."""
-    unexpected = sorted(set(kept) - set(expected))
-    missing = sorted(set(expected) - set(kept))
-    shapes = [
-        f"{k}: checkpoint {tuple(kept[k].shape)} vs {what} {tuple(expected[k].shape)}"
-        for k in sorted(set(kept) & set(expected))
-        if tuple(kept[k].shape) != tuple(expected[k].shape)
-    ]
+    diff = state_diff(expected, kept)
+    unexpected, missing = diff.unexpected, diff.missing
+    shapes = [f"{k}: checkpoint {tuple(kept[k].shape)} vs {what} {tuple(expected[k].shape)}" for k in sorted(diff.mismatched)]
     if unexpected or missing or shapes:
         parts = []
         if unexpected:
@@ -219,20 +216,3 @@ def save_official(
     torch.save(official_checkpoint(encoder, label_dict=label_dict, predictor=predictor), path)
     return path
 
-
-
-# Tokenizer checkpoints: the same official format, conversions in ``interop_tokenizer``;
-# exposed here so ``espnet2_sonar.beats.interop`` is the one place users import from
-# (resolved lazily: ``interop_tokenizer`` itself imports this module).
-def load_official_tokenizer(path, ignore=(), ignore_cfg=(), overrides=None):
-    """Read an official BEATs tokenizer checkpoint (see ``interop_tokenizer``)."""
-    from espnet2_sonar.beats.interop_tokenizer import load_official_tokenizer as load
-
-    return load(path, ignore=ignore, ignore_cfg=ignore_cfg, overrides=overrides)
-
-
-def save_official_tokenizer(tokenizer, path):
-    """Write a BeatsTokenizer as an official BEATs tokenizer checkpoint (see ``interop_tokenizer``)."""
-    from espnet2_sonar.beats.interop_tokenizer import save_official_tokenizer as save
-
-    return save(tokenizer, path)

@@ -32,8 +32,6 @@ from typing import Any, Dict, Iterable, Mapping, Optional
 
 import torch
 
-# imported as a module (attributes read at call time) so that ``beats.interop`` may
-# re-export this module's functions without an import cycle
 import espnet2_sonar.beats.interop as encoder_interop
 from espnet2_sonar.tokenizer.tokenizer import BeatsTokenizer, BeatsTokenizerConfig
 

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 
 import torch
 
+from espnet2_sonar.nn.masks import valid_mask
+
 
 def valid_patches(num_patches: torch.Tensor, n: int | None = None) -> torch.Tensor:
     """BoolTensor[B, N]: True at the first ``num_patches[b]`` positions of each row."""
     n = int(num_patches.max()) if n is None else n
-    return torch.arange(n, device=num_patches.device)[None, :] < num_patches[:, None]
+    return valid_mask(num_patches, n)
 
 
 def make_mask(num_patches: torch.Tensor, mask_prob: float, generator: torch.Generator) -> torch.Tensor:

@@ -7,6 +7,7 @@ ESPnet's ``BeatsPretrainingPredictor``). ``CodeHead`` maps its hidden states to 
 over the tokenizer's codes and can grow when the codebook grows.
 """
 
+from abc import ABC, abstractmethod
 from typing import Optional
 
 import torch
@@ -19,7 +20,19 @@ from espnet2_sonar.beats.layers import init_layers_, make_layer
 from espnet2_sonar.beats.masking import valid_patches
 
 
-class BeatsPredictor(nn.Module):
+class AbsPredictor(nn.Module, ABC):
+    """Base of the ``--predictor`` choices: encoded visible patches -> hidden states on the full grid."""
+
+    @abstractmethod
+    def output_size(self) -> int:
+        """Width of the hidden states."""
+
+    @abstractmethod
+    def forward(self, enc: EncoderOutput) -> torch.Tensor:
+        """Masked (or unmasked) EncoderOutput -> hidden [B, N, output_size()]."""
+
+
+class BeatsPredictor(AbsPredictor):
     """Full-grid transformer over encoded visible patches + mask embeddings.
 
     Layers take their FFN width, heads, dropouts, activation and norm style from

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet2_sonar.utils.atomic_write import atomic_write
+
 
 def main(argv: Optional[List[str]] = None) -> dict:
     from tqdm import tqdm
@@ -46,9 +48,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                                       progress=lambda name: bar.update(1), precision=args.precision)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out)
+    atomic_write(out, json.dumps(result, indent=2))
     for name, per_set in result["drift"].items():
         print(f"{name:<16} " + "  ".join(f"{s}: last {d['last']:.4f} mean {d['mean']:.4f}" for s, d in per_set.items()))
     return result

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 
 from espnet2_sonar.data.format_dir import FormatError, format_corpus, format_dir, parse_name_dirs
+from espnet2_sonar.utils.atomic_write import atomic_write
 from espnet2_sonar.utils.cli import log_through_tqdm
 
 
@@ -70,9 +70,7 @@ def main(argv=None) -> int:
                 raise FormatError("nothing to format: give --prior_dir, --domain_dirs or --task_dirs")
             reps = format_corpus(args.data_dir, args.prior_dir or None, domains, tasks, **common)
             out = Path(args.data_dir) / "format_summary.json"
-            tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps([r.summary() for r in reps], indent=1) + "\n")
-            os.replace(tmp, out)
+            atomic_write(out, json.dumps([r.summary() for r in reps], indent=1) + "\n")
     except FormatError as e:
         print(f"format_data: error: {e}", file=sys.stderr)
         return 1

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from espnet2_sonar.sampling.mixing import NEW, mix_lists, read_kaldi_map, write_kaldi_map
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
 
-SR = 16000
 
 
 def _in_valid(uid: str, share: float) -> bool:
@@ -42,7 +42,7 @@ def _write(out: Path, ids, values, sources, origin, durs) -> None:
         raise ValueError(f"no duration for {len(missing)} utterances, e.g. {missing[:3]}")
     write_kaldi_map(out / "wav.scp", list(zip(ids, values)))
     write_kaldi_map(out / "utt2dur", [(k, f"{durs[o]:.3f}") for k, o in zip(ids, origin)])
-    write_kaldi_map(out / "speech_shape", [(k, str(max(1, round(durs[o] * SR)))) for k, o in zip(ids, origin)])
+    write_kaldi_map(out / "speech_shape", [(k, str(max(1, round(durs[o] * SAMPLE_RATE)))) for k, o in zip(ids, origin)])
     write_kaldi_map(out / "is_replay", [(k, "0" if s == NEW else "1") for k, s in zip(ids, sources)])
 
 

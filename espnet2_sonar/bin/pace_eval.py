@@ -14,10 +14,11 @@ the method config and the adaptation details; ``espnet2_sonar.pace.report`` tabu
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
+
+from espnet2_sonar.utils.atomic_write import atomic_write
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -76,9 +77,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     result["ckpt_name"] = args.ckpt_name or Path(args.ckpt).stem
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write(out, json.dumps(result, indent=2) + "\n")
     m = result["metrics"]
     print(
         f"{args.benchmark}/{args.method} seed {args.seed}: average {m['average_accuracy']:.4f}  "

@@ -13,10 +13,11 @@ confusion matrix and the probe config.
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
+
+from espnet2_sonar.utils.atomic_write import atomic_write
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -79,9 +80,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write(out, json.dumps(result, indent=2) + "\n")
     print(
         f"accuracy {result['accuracy']:.4f}  macro_f1 {result['macro_f1']:.4f}  "
         f"(n_train {result['n_train']}, n_test {result['n_test']}) -> {out}",

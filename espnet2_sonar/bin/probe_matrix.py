@@ -25,10 +25,11 @@ written as Kaldi dirs under ``out_dir/subsets`` and recorded in each result. Lar
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
+
+from espnet2_sonar.utils.atomic_write import atomic_write
 
 
 def capped_dir(src: Path, dst: Path, max_per_class: int) -> Path:
@@ -145,9 +146,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         result["max_per_class"] = args.max_per_class
         result["ckpt_sha256"] = digest
         res.parent.mkdir(parents=True, exist_ok=True)
-        tmp = res.with_name(f".{res.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, res)
+        atomic_write(res, json.dumps(result, indent=2) + "\n")
         tqdm.write(f"{name:>14s} {task:>10s} seed{seed}: accuracy {result['accuracy']:.4f}")
     return 0
 

@@ -12,12 +12,13 @@ Both are self-describing ``{'kind': ...}`` files that every probe reads through
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import torch
+
+from espnet2_sonar.utils.atomic_write import atomic_path
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -38,9 +39,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         ckpt = logmel_checkpoint()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        torch.save(ckpt, tmp)
     print(out)
     return 0
 

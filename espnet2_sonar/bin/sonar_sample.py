@@ -24,29 +24,20 @@ from typing import List, Optional
 
 from espnet2_sonar.sampling.mixing import read_kaldi_map, write_kaldi_map, write_mixed_dir
 from espnet2_sonar.sampling.stratified import StratifiedSamplerConfig, stratified_sample, write_report
+from espnet2_sonar.utils.cli import add_config_arguments, config_from_args, str2bool
 from espnet2_sonar.utils.precision import add_precision_argument
 
 COPIED_FILES = ("utt2dur", "utt2spk")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    d = StratifiedSamplerConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prior_dir", required=True, type=Path, help="Kaldi dir of the prior pool P_old (wav.scp)")
     p.add_argument("--new_dir", required=True, type=Path, help="Kaldi dir of the new domain D_new (wav.scp)")
     p.add_argument("--ckpt", required=True, help="BEATs checkpoint of M0 (any format) or hf://OWNER/REPO/PATH")
     p.add_argument("--out_dir", required=True, type=Path, help="output dir for the replay list and report")
     p.add_argument("--layer", type=int, default=-1, help="hidden state to mean-pool (index into extract_layers)")
-    p.add_argument("--num_strata", type=int, default=d.num_strata)
-    p.add_argument("--rho", type=float, default=d.rho)
-    p.add_argument("--alpha", type=float, default=d.alpha)
-    p.add_argument("--tau", type=float, default=d.tau)
-    p.add_argument("--min_per_stratum", type=int, default=d.min_per_stratum)
-    p.add_argument("--relevance", choices=("nearest", "softmax"), default=d.relevance)
-    p.add_argument("--relevance_temperature", type=float, default=d.relevance_temperature)
-    p.add_argument("--normalize", type=_str2bool, default=d.normalize, help="L2-normalise embeddings (true/false)")
-    p.add_argument("--kmeans_iters", type=int, default=d.kmeans_iters)
-    p.add_argument("--seed", type=int, default=d.seed)
+    add_config_arguments(p, StratifiedSamplerConfig)  # --num_strata ... --seed: the TRSS constants
     p.add_argument("--nj", type=int, default=1, help="CPU threads for the encoder and for audio reading")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--batch_size", type=int, default=16)
@@ -54,17 +45,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_seconds", type=float, default=None, help="cut clips to their first N seconds")
     p.add_argument("--cache_dir", type=Path, default=None, help="embedding caches (default: OUT_DIR/emb_cache)")
     p.add_argument("--mix_dir", type=Path, default=None, help="also write the new+replay training list here")
-    p.add_argument("--mix_repeat", type=_str2bool, default=False, help="repeat replay items if too few for rho")
+    p.add_argument("--mix_repeat", type=str2bool, default=False, help="repeat replay items if too few for rho")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
     return p
-
-
-def _str2bool(v: str) -> bool:
-    if v.lower() in ("true", "1", "yes"):
-        return True
-    if v.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {v!r}")
 
 
 def _ckpt_tag(ckpt: Path) -> str:
@@ -86,18 +69,7 @@ def run(args: argparse.Namespace) -> dict:
     ckpt = resolve_checkpoint_path(args.ckpt)  # a Hugging Face spec: the cached download
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt}: no such checkpoint")
-    config = StratifiedSamplerConfig(
-        num_strata=args.num_strata,
-        rho=args.rho,
-        alpha=args.alpha,
-        tau=args.tau,
-        min_per_stratum=args.min_per_stratum,
-        relevance=args.relevance,
-        relevance_temperature=args.relevance_temperature,
-        normalize=args.normalize,
-        kmeans_iters=args.kmeans_iters,
-        seed=args.seed,
-    )
+    config = config_from_args(StratifiedSamplerConfig, args)
     torch.set_num_threads(max(1, args.nj))
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     check_precision(args.precision, device)

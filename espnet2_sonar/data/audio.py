@@ -8,7 +8,6 @@ files into 16 kHz mono 16-bit FLAC.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -17,7 +16,9 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
-SAMPLE_RATE = 16000
+from espnet2_sonar.utils.atomic_write import atomic_path
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
+
 
 # Headerless formats soundfile can only read when told how: extension -> (subtype, rate).
 # Asterisk's ``.gsm`` prompts are raw GSM 6.10 frames at 8 kHz.
@@ -174,9 +175,8 @@ def write_audio(path: str | Path, wave: np.ndarray, sr: int = SAMPLE_RATE) -> No
         raise ValueError(f"{path}: write_audio expects non-empty [T] audio, got shape {wave.shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    sf.write(str(tmp), peak_normalise_if_clipping(wave), sr, format=fmt, subtype="PCM_16")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), peak_normalise_if_clipping(wave), sr, format=fmt, subtype="PCM_16")
 
 
 def is_silent(wave: np.ndarray, threshold_db: float = -60.0) -> bool:

@@ -8,7 +8,9 @@ Sets (output layout under ``--out``)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+
+from espnet2_sonar.utils.config import StrictConfig
 
 SPLITS = ("train", "valid", "test")
 
@@ -23,7 +25,7 @@ class SourceSpec:
 
 
 @dataclass(frozen=True)
-class SubsetSpec:
+class SubsetSpec(StrictConfig):
     """Everything that differs between corpus sizes; unknown keys raise in ``from_dict``."""
 
     name: str
@@ -54,10 +56,7 @@ class SubsetSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SubsetSpec":
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - known)
-        if bad:
-            raise ValueError(f"unknown SubsetSpec key(s) {bad}; known: {sorted(known)}")
+        cls.check_keys(d)
         d = dict(d)
         d["sources"] = tuple(s if isinstance(s, SourceSpec) else SourceSpec(**s) for s in d.get("sources", ()))
         return cls(**d)

@@ -19,8 +19,8 @@ from typing import Iterator
 import numpy as np
 
 from espnet2_sonar.data.kaldi_dir import read_table as read_scp  # noqa: F401 (re-exported)
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
 
-TARGET_SR = 16000
 _TYPES = ("sonar_sound", "sonar_sound_resample", "sonar_sound_mix", "sonar_sound_resample_mix")
 
 
@@ -53,7 +53,7 @@ class SonarSoundReader:
         try:
             wav, _ = load_audio(
                 path,
-                target_sr=TARGET_SR,
+                target_sr=SAMPLE_RATE,
                 on_rate_mismatch="resample" if self.resample else "error",
                 on_multichannel="mix" if self.mix else "error",
             )

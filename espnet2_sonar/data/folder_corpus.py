@@ -49,6 +49,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet2_sonar.data.format_dir import FormatError, FormatReport, format_dir
 from espnet2_sonar.data.kaldi_dir import _ID
+from espnet2_sonar.utils.atomic_write import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -299,9 +300,7 @@ def build_folder_corpus(
             raise FormatError(f"{root}: no readable audio for {rel}")
         corpus.reports.append(format_dir(raw, out / rel, out / "audio_formatted" / rel, labelled, nj=nj,
                                          min_s=min_s, progress=progress))
-    tmp = out / f".folder_corpus.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(corpus.summary(), indent=1) + "\n")
-    os.replace(tmp, out / "folder_corpus.json")
+    atomic_write(out / "folder_corpus.json", json.dumps(corpus.summary(), indent=1) + "\n")
     return corpus
 
 

@@ -65,6 +65,7 @@ from espnet2_sonar.data.audio import (
     write_audio,
 )
 from espnet2_sonar.data.kaldi_dir import _ID, Utterance, validate_kaldi_dir, write_kaldi_dir
+from espnet2_sonar.utils.atomic_write import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -352,9 +353,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def _reuse(job: RecordingJob, known_short: Dict[str, str]) -> Optional[List[PieceResult]]:

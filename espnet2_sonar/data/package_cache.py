@@ -21,7 +21,7 @@ import shutil
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,3 @@ def _safe_relpath(member: str) -> str:
         raise ValueError(f"member {member!r} has no usable path")
     return "/".join(parts)
 
-
-def total_download_bytes(pkgs: Iterable[ExtractedPackage]) -> int:
-    return sum(p.download_bytes for p in pkgs)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from espnet2_sonar.utils.atomic_write import atomic_write
 
 
 @dataclass
@@ -58,9 +59,7 @@ class Summary:
     def write(self, out_dir: Path) -> None:
         for name, text in (("summary.md", self.to_markdown()),
                            ("summary.json", json.dumps(asdict(self), indent=1))):
-            tmp = out_dir / f".{name}.tmp"
-            tmp.write_text(text)
-            os.replace(tmp, out_dir / name)
+            atomic_write(out_dir / name, text)
 
 
 def reason_category(reason: str) -> str:

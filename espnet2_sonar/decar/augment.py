@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
+from espnet2_sonar.nn.masks import valid_mask
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
+
 
 @dataclass
 class SpecAugment:
@@ -83,7 +86,7 @@ class BandLimit:
     prob: float = 0.0
     min_hz: float = 3000.0
     max_hz: float = 6000.0
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self):
         if not 0.0 <= self.prob <= 1.0:
@@ -117,6 +120,6 @@ class BandLimit:
         spectrum = torch.fft.rfft(wavs.float(), n=n) * keep
         out = torch.fft.irfft(spectrum, n=n).to(wavs.dtype)
         # the filter rings past a clip's end: keep padding zero, as the frontends expect
-        valid = torch.arange(n, device=wavs.device)[None, :] < lengths.to(wavs.device)[:, None]
+        valid = valid_mask(lengths.to(wavs.device), n)
         out = out * valid.to(out.dtype)
         return torch.where(chosen.to(wavs.device)[:, None], out, wavs)

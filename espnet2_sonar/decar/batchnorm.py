@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from espnet2_sonar.sampling.mixing import read_kaldi_map
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -43,7 +44,7 @@ def recalibrate_batchnorm_(
     max_clips: int = 256,
     batch_size: int = 16,
     max_seconds: Optional[float] = 10.0,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
 ) -> int:
     """Recompute the running statistics of every BatchNorm in ``model``; returns clips used (0: no BN).
 

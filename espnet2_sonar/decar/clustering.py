@@ -14,7 +14,6 @@ The fitted transform and centroids assign new points (e.g. the validation set) w
 """
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import faiss
 import numpy as np
 
 from espnet2_sonar.sampling.kmeans import assign_to_centroids, kmeans
+from espnet2_sonar.utils.atomic_write import atomic_path
 
 RELATIVE_EIGEN_TOL = 1e-5
 """Principal directions whose variance is below this share of the largest are dropped."""
@@ -92,17 +92,16 @@ class Clustering:
     def save(self, path: str | Path) -> None:
         """Write an ``.npz`` atomically."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
-            labels=self.labels,
-            centroids=self.centroids,
-            sizes=self.sizes,
-            pca_matrix=self.whitening.matrix,
-            pca_bias=self.whitening.bias,
-            meta=np.array(json.dumps({"objective": self.objective, "requested_k": self.requested_k})),
-        )
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".npz") as tmp:  # np.savez adds .npz to a name without it
+            np.savez(
+                tmp,
+                labels=self.labels,
+                centroids=self.centroids,
+                sizes=self.sizes,
+                pca_matrix=self.whitening.matrix,
+                pca_bias=self.whitening.bias,
+                meta=np.array(json.dumps({"objective": self.objective, "requested_k": self.requested_k})),
+            )
 
     @classmethod
     def load(cls, path: str | Path) -> "Clustering":

@@ -5,12 +5,14 @@ re-clustering (feature extraction, PCA-whitening, k-means) and the cluster-unifo
 so a run's ``config.yaml`` records all of them.
 """
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, List
+from dataclasses import dataclass, field
+from typing import List
+
+from espnet2_sonar.utils.config import StrictConfig
 
 
 @dataclass
-class DecarConfig:
+class DecarConfig(StrictConfig):
     """DeepCluster-style pre-training of an audio encoder on pseudo-labels.
 
     Paper values (EfficientNet-B0 on AudioSet): ``num_clusters=512``, ``pca_dim=128``,
@@ -92,15 +94,3 @@ class DecarConfig:
     def feature_dim(self) -> int:
         """Size of the clustered feature (the last hidden layer of the head)."""
         return self.head_dims[-1]
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any] | None) -> "DecarConfig":
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown DecarConfig key(s): {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)

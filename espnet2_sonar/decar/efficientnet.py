@@ -20,7 +20,7 @@ needs layers of one shape); ``patch_lengths`` gives its valid steps per item.
 """
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -29,6 +29,9 @@ from torch import nn
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 
 from espnet2_sonar.decar.logmel import LogMelFrontend
+from espnet2_sonar.nn.masks import valid_mask
+from espnet2_sonar.nn.pooling import masked_mean as masked_mean_1d
+from espnet2_sonar.utils.config import StrictConfig
 
 # expand ratio, kernel, stride, output channels, repeats (EfficientNet-B0)
 B0_STAGES = [[1, 3, 1, 16, 1], [6, 3, 2, 24, 2], [6, 5, 2, 40, 2], [6, 3, 2, 80, 3],
@@ -36,7 +39,7 @@ B0_STAGES = [[1, 3, 1, 16, 1], [6, 3, 2, 24, 2], [6, 5, 2, 40, 2], [6, 3, 2, 80,
 
 
 @dataclass
-class EfficientNetConfig:
+class EfficientNetConfig(StrictConfig):
     """Architecture of :class:`EfficientNetEncoder`; unknown keys in ``from_dict`` are errors."""
 
     width_mult: float = 1.0
@@ -67,22 +70,10 @@ class EfficientNetConfig:
             raise ValueError("width_mult and depth_mult must be > 0")
 
     @classmethod
-    def from_dict(cls, d: Optional[Dict[str, Any]]) -> "EfficientNetConfig":
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown EfficientNetConfig key(s): {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-    @classmethod
     def named(cls, name: str, **overrides: Any) -> "EfficientNetConfig":
         if name not in ARCHITECTURES:
             raise ValueError(f"unknown EfficientNet architecture {name!r}; known: {sorted(ARCHITECTURES)}")
         return cls.from_dict({**ARCHITECTURES[name], **overrides})
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
 
     def channels(self, c: int) -> int:
         """Width-scaled channel count, a multiple of 8 not below 90% of the exact value."""
@@ -108,7 +99,7 @@ def conv_out_lengths(lengths: torch.Tensor, kernel: int, stride: int) -> torch.T
 
 def mask_time(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Zero x [B, C, F, T] at time steps >= lengths[b]."""
-    valid = torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None].to(x.device)  # [B, T]
+    valid = valid_mask(lengths.to(x.device), x.shape[-1])  # [B, T]
     return x * valid[:, None, None, :].to(x.dtype)
 
 
@@ -182,10 +173,7 @@ class EfficientNetOutput:
 
     def pooled(self) -> torch.Tensor:
         """Mean over valid time steps -> [B, D]."""
-        n = self.hidden.shape[1]
-        valid = torch.arange(n, device=self.hidden.device)[None, :] < self.lengths[:, None]
-        total = (self.hidden * valid[..., None].to(self.hidden.dtype)).sum(dim=1)
-        return total / self.lengths.clamp(min=1)[:, None].to(self.hidden.dtype)
+        return masked_mean_1d(self.hidden, self.lengths, dim=1)
 
 
 class EfficientNetEncoder(AbsEncoder):
@@ -209,7 +197,7 @@ class EfficientNetEncoder(AbsEncoder):
         super().__init__()
         loaded = None
         if init:
-            from espnet2_sonar.decar.checkpoint import read_efficientnet_checkpoint
+            from espnet2_sonar.decar.efficientnet_file import read_efficientnet_checkpoint
 
             loaded = read_efficientnet_checkpoint(init)
             cfg = EfficientNetConfig.from_dict(loaded["cfg"])

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from espnet2_sonar.sampling.embed import EmbeddingSet, extract_embeddings
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
 
 Reader = Callable[[str], np.ndarray]
 
@@ -61,7 +62,7 @@ def weights_digest(module: nn.Module, skip_prefixes: tuple = ("classifier.",)) -
     return h.hexdigest()
 
 
-def sound_reader(loader_type: str = "sonar_sound_resample_mix", sample_rate: int = 16000) -> Reader:
+def sound_reader(loader_type: str = "sonar_sound_resample_mix", sample_rate: int = SAMPLE_RATE) -> Reader:
     """Path -> float32 mono [T] following an ESPnet ``sonar_sound*`` data type's rules
     (``_resample``: other rates resampled, else an error; ``_mix``: channels averaged, else an error)."""
     from espnet2_sonar.data.audio import load_audio

@@ -16,6 +16,9 @@ import torch
 from torch import nn
 from torchaudio.functional import melscale_fbanks
 
+from espnet2_sonar.nn.masks import valid_mask
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
+
 LOG_OFFSET = 1e-6
 
 
@@ -44,7 +47,7 @@ class LogMelFrontend(nn.Module):
     def __init__(
         self,
         n_mels: int = 64,
-        sample_rate: int = 16000,
+        sample_rate: int = SAMPLE_RATE,
         win_length: int = 400,
         hop_length: int = 160,
         n_fft: int = 512,
@@ -99,6 +102,6 @@ class LogMelFrontend(nn.Module):
         spec = torch.fft.rfft(frames * self.window, n=self.n_fft).abs().pow(2)  # [B, F, n_freq]
         logmel = torch.log(spec @ self.mel_fb + LOG_OFFSET)  # [B, F, n_mels]
         feats = (logmel - self.mean) / self.std
-        valid = torch.arange(num_frames, device=wavs.device)[None, :] < frame_lengths[:, None]
+        valid = valid_mask(frame_lengths, num_frames)
         feats = feats * valid[..., None]
         return LogMelOutput(feats=feats, frame_lengths=frame_lengths)

@@ -16,7 +16,6 @@ The k-means seed of epoch e is derived from (``config.seed``, e).
 
 import json
 import logging
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from torch import nn
 
 from espnet2_sonar.decar.clustering import cluster_features, normalized_mutual_info
 from espnet2_sonar.decar.features import extract_cluster_features, sound_reader, weights_digest
+from espnet2_sonar.utils.atomic_write import atomic_write
 
 
 @dataclass
@@ -71,9 +71,7 @@ def kmeans_seed(seed: int, epoch: int) -> int:
 
 
 def write_labels(path: Path, ids: Sequence[str], labels: Sequence[int]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{u} {int(c)}\n" for u, c in zip(ids, labels)), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, "".join(f"{u} {int(c)}\n" for u, c in zip(ids, labels)))
 
 
 def read_labels(path: str | Path) -> Dict[str, int]:
@@ -170,9 +168,7 @@ def recluster_epoch(
         objective=float(clusters.objective),
         nmi_previous=nmi,
     )
-    tmp = summary_path.with_name("summary.json.tmp")
-    tmp.write_text(json.dumps(asdict(summary), indent=2) + "\n")
-    os.replace(tmp, summary_path)
+    atomic_write(summary_path, json.dumps(asdict(summary), indent=2) + "\n")
     if not cfg.keep_features:
         for name in ("train", "valid"):
             shutil.rmtree(out / f"features_{name}", ignore_errors=True)

@@ -1,5 +1,7 @@
 """Model-level distillation criteria (``--distill_criterion``): distance of student to teacher."""
 
+from abc import ABC, abstractmethod
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -7,7 +9,15 @@ from torch import nn
 from espnet2_sonar.distill.losses import layer_cosine_distance
 
 
-class CosineDistance(nn.Module):
+class AbsDistillCriterion(nn.Module, ABC):
+    """Base of the ``--distill_criterion`` choices: a scalar distance of student to teacher."""
+
+    @abstractmethod
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
+        """student, teacher: [B, N, D]; select: [B, N] bool. Returns a scalar."""
+
+
+class CosineDistance(AbsDistillCriterion):
     """Mean over selected positions of ``1 - cos(student, sg(teacher))`` (DESIGN.md L_model)."""
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
@@ -15,7 +25,7 @@ class CosineDistance(nn.Module):
         return layer_cosine_distance(student, teacher, select)
 
 
-class MSEDistance(nn.Module):
+class MSEDistance(AbsDistillCriterion):
     """Mean over selected positions of the squared L2 distance per feature (ablation)."""
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, select: torch.Tensor) -> torch.Tensor:

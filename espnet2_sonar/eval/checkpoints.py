@@ -7,7 +7,8 @@ Accepted inputs:
 * a Hugging Face spec (``hf://OWNER/REPO/PATH``, ``https://huggingface.co/...``) of such a file,
   fetched into the Hub cache (``espnet2_sonar.utils.hub``);
 * a self-describing checkpoint of another encoder family, a dict with a ``kind`` key,
-  dispatched through :data:`KIND_LOADERS`: ``decar_efficientnet`` (DECAR's CNN,
+  dispatched through the registry ``utils.checkpoint_kinds`` (:data:`KIND_LOADERS`), which
+  the families imported here register into: ``decar_efficientnet`` (DECAR's CNN,
   ``espnet2_sonar.decar.checkpoint``), ``ssondo_student`` (an exported S-SONDO student,
   ``espnet2_sonar.ssondo.upstream``), ``logmel_stats`` (the log-mel-statistics floor,
   ``espnet2_sonar.eval.logmel_floor``) and ``frame_teacher`` (a pretrained teacher whose
@@ -28,32 +29,32 @@ state is loaded strictly: every ``encoder.*`` key must match; other prefixes (pr
 tokenizer, teacher, ...) are not the encoder's and are left out on purpose.
 """
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
 
+# the encoder families whose self-describing checkpoints this loader reads; importing them
+# registers their ``kind`` loaders
+import espnet2_sonar.decar.checkpoint  # noqa: F401 - decar_efficientnet
+import espnet2_sonar.eval.logmel_floor  # noqa: F401 - logmel_stats
+import espnet2_sonar.ssondo.upstream  # noqa: F401 - ssondo_student
+import espnet2_sonar.teachers.registry  # noqa: F401 - frame_teacher
+from espnet2_sonar.utils.checkpoint_kinds import CHECKPOINT_KINDS
+
 ENCODER_PREFIX = "encoder."
 
-KIND_LOADERS: Dict[str, str] = {
-    "decar_efficientnet": "espnet2_sonar.decar.checkpoint:efficientnet_from_checkpoint",
-    "ssondo_student": "espnet2_sonar.ssondo.upstream:student_from_state",
-    "logmel_stats": "espnet2_sonar.eval.logmel_floor:logmel_from_checkpoint",
-    "frame_teacher": "espnet2_sonar.teachers.registry:teacher_from_checkpoint",
-}
-"""``ckpt['kind']`` -> ``"module:function"``; the function takes ``(ckpt, source)`` and returns
-an encoder with the frozen-evaluation interface (``extract_layers``, ``patch_lengths``, ...).
-Imported lazily, so a family's dependencies load only when one of its files is read."""
+KIND_LOADERS: Dict[str, Callable] = CHECKPOINT_KINDS
+"""``ckpt['kind']`` -> ``loader(ckpt, source)``, returning an encoder with the frozen-evaluation
+interface (``extract_layers``, ``patch_lengths``, ...)."""
 
 
 def kind_loader(kind: str, source: str) -> Callable:
     """The loader registered for ``kind`` (``ValueError`` naming ``source`` if none is)."""
     if kind not in KIND_LOADERS:
         raise ValueError(f"{source}: unknown checkpoint kind {kind!r} (known: {sorted(KIND_LOADERS)})")
-    module, _, function = KIND_LOADERS[kind].partition(":")
-    return getattr(importlib.import_module(module), function)
+    return KIND_LOADERS[kind]
 
 
 @dataclass
@@ -127,7 +128,7 @@ def _build_encoder(encoder_conf: dict, config_file: Path):
     from espnet2_sonar.beats.config import BeatsConfig
     from espnet2_sonar.beats.encoder import BeatsEncoder
 
-    from espnet2_sonar.sonar.builders import SonarBeatsEncoder
+    from espnet2_sonar.beats.encoder_choice import SonarBeatsEncoder
 
     arguments = set(inspect.signature(BeatsEncoder.__init__).parameters) - {"self"}
     sonar_arguments = set(inspect.signature(SonarBeatsEncoder.__init__).parameters) - {"self"}

@@ -30,9 +30,11 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from espnet2_sonar.nn.pooling import pool_layers
+from espnet2_sonar.utils.atomic_write import atomic_path
 from espnet2_sonar.utils.precision import autocast_context
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 CACHE_FORMAT = 1
 """Bump when the pooled values for the same inputs change; old cache files are then ignored."""
 
@@ -86,22 +88,6 @@ def read_labelled_dir(path: str | os.PathLike) -> LabelledDir:
             raise FileNotFoundError(f"{path / 'wav.scp'}: {utt}: audio file {value} does not exist")
         wav_paths.append(str(p))
     return LabelledDir(path, list(wavs), wav_paths, [labels[u] for u in wavs])
-
-
-def pool_layers(layers: List[Tensor], valid_patches: Tensor) -> Tensor:
-    """Mean of each layer over the valid patches.
-
-    Args:
-        layers: L+1 tensors [B, N, D] (patches time-major).
-        valid_patches: [B] number of valid patches of each item (>= 1).
-    Returns:
-        [B, L+1, D] float32.
-    """
-    stacked = torch.stack(layers, dim=1).float()  # [B, L+1, N, D]
-    n = stacked.size(2)
-    mask = torch.arange(n, device=stacked.device)[None, :] < valid_patches.to(stacked.device)[:, None]  # [B, N]
-    summed = (stacked * mask[:, None, :, None]).sum(dim=2)  # [B, L+1, D]
-    return summed / valid_patches.to(stacked.device).clamp(min=1)[:, None, None].float()
 
 
 def _load_wave(path: str) -> Tensor:
@@ -238,7 +224,6 @@ def load_or_extract(
     emb = extract_pooled(get_encoder(), data.wav_paths, batch_size, chunk_seconds, device, desc, precision)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        torch.save({"key": key, "utt_ids": data.utt_ids, "embeddings": emb, "data_dir": str(data.path)}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save({"key": key, "utt_ids": data.utt_ids, "embeddings": emb, "data_dir": str(data.path)}, tmp)
     return PooledEmbeddings(data.utt_ids, emb, False, path)

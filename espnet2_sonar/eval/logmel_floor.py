@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from espnet2_sonar.beats.frontend import BeatsFrontend
 from espnet2_sonar.beats.masking import valid_patches
+from espnet2_sonar.utils.checkpoint_kinds import register_checkpoint_kind
 
 KIND = "logmel_stats"
 
@@ -42,6 +43,7 @@ def logmel_checkpoint() -> dict:
     return {"kind": KIND}
 
 
+@register_checkpoint_kind(KIND)
 def logmel_from_checkpoint(ckpt: Mapping, source: str) -> LogMelStats:
     if ckpt.get("kind") != KIND:
         raise ValueError(f"{source}: not a log-mel-statistics floor file (expected kind={KIND!r})")

@@ -22,12 +22,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-if TYPE_CHECKING:  # report.py imports this module; the types are only annotations here
-    from espnet2_sonar.eval.report import ProbeResults, ReportSpec
+from espnet2_sonar.eval.report_spec import ProbeResults, ReportSpec
 
 GAIN_SHARE = 0.9
 """The verdict asks SONAR for at least this share of DCP's mean adaptation gain (when DCP gains)."""

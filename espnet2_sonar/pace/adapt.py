@@ -36,10 +36,11 @@ from espnet2_sonar.pace.lora import LoRALinear, session_parameters
 from espnet2_sonar.pace.model import Hidden, PooledBackbone, pad_hidden
 from espnet2_sonar.pace.perturb import PerturbConfig, boundary_mask, class_means, hinge_loss, tf_mask
 from espnet2_sonar.pace.projection import SubspaceProtector, capture_inputs, set_token_mask
+from espnet2_sonar.utils.config import StrictConfig
 
 
 @dataclass
-class AdaptConfig:
+class AdaptConfig(StrictConfig):
     """Backbone adaptation (FSA and later sessions) and the CKA depth probe."""
 
     optimizer: str = "adam"

@@ -19,9 +19,11 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from espnet2_sonar.utils.config import StrictConfig
+
 
 @dataclass
-class AnalyticConfig:
+class AnalyticConfig(StrictConfig):
     """Random features and ridge of the analytic classifier."""
 
     proj_dim: int = 2048

@@ -18,6 +18,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from espnet2_sonar.utils.config import StrictConfig
+
 BENCHMARK_TASKS: Dict[str, Tuple[str, ...]] = {
     "coarse": ("foley", "instrument"),
     "fine": ("animal", "prior_sfx"),
@@ -26,8 +28,8 @@ BENCHMARK_TASKS: Dict[str, Tuple[str, ...]] = {
 
 
 @dataclass
-class BenchmarkConfig:
-    """How a benchmark is cut; unknown keys in ``MethodConfig.from_dict``-style dicts are errors."""
+class BenchmarkConfig(StrictConfig):
+    """How a benchmark is cut; unknown keys are errors (``StrictConfig``)."""
 
     num_sessions: int = 4
     """Sessions of disjoint classes (at most the number of usable classes)."""

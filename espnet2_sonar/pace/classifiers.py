@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from espnet2_sonar.pace.analytic import AnalyticClassifier, AnalyticConfig, RandomFeatures
+from espnet2_sonar.utils.config import StrictConfig
 
 
 @dataclass
-class LinearConfig:
+class LinearConfig(StrictConfig):
     """Naive sequential linear head."""
 
     lr: float = 0.01

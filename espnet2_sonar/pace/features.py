@@ -19,7 +19,9 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-SAMPLE_RATE = 16000
+from espnet2_sonar.utils.atomic_write import atomic_path
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
+
 CACHE_FORMAT = 1
 
 
@@ -88,7 +90,6 @@ def load_fbanks(
             return list(stored["fbank"])
     fbanks = compute_fbanks(wav_paths, frontend, max_seconds, desc)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"key": key, "fbank": fbanks}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"key": key, "fbank": fbanks}, tmp)
     return fbanks

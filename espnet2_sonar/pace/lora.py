@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from espnet2_sonar.utils.config import StrictConfig
+
 TARGET_PATHS = {
     "qkv_proj": ("self_attn", "qkv_proj"),
     "out_proj": ("self_attn", "out_proj"),
@@ -29,7 +31,7 @@ TARGET_PATHS = {
 
 
 @dataclass
-class LoRAConfig:
+class LoRAConfig(StrictConfig):
     """LoRA adapters: rank, scale and which linears of each adapted layer get one."""
 
     rank: int = 4

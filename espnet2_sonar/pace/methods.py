@@ -35,6 +35,7 @@ from espnet2_sonar.pace.classifiers import LinearConfig
 from espnet2_sonar.pace.lora import LoRAConfig
 from espnet2_sonar.pace.perturb import PerturbConfig
 from espnet2_sonar.pace.projection import ProjectionConfig
+from espnet2_sonar.utils.config import StrictConfig
 from espnet2_sonar.utils.precision import PRECISIONS
 
 CLASSIFIERS = ("linear", "analytic")
@@ -42,7 +43,7 @@ ADAPTATIONS = ("none", "first", "multi", "joint")
 
 
 @dataclass
-class MethodConfig:
+class MethodConfig(StrictConfig):
     """One continual-learning method on a backbone (see module docstring)."""
 
     name: str = "custom"
@@ -84,9 +85,6 @@ class MethodConfig:
         if (self.projection or self.perturbation) and self.adaptation == "none":
             raise ValueError(f"method {self.name!r}: projection/perturbation need an adaptation")
 
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 METHODS: Dict[str, Dict[str, Any]] = {
     "naive": dict(classifier="linear", adaptation="none"),
@@ -99,13 +97,11 @@ METHODS: Dict[str, Dict[str, Any]] = {
 
 
 def _build(cls, values: Dict[str, Any], where: str):
-    """Instantiate dataclass ``cls`` from ``values``, recursing into nested dataclass fields."""
+    """Instantiate ``StrictConfig`` ``cls`` from ``values``, recursing into nested config fields."""
     if not isinstance(values, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
+    cls.check_keys(values, where)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
     kwargs = {}
     for key, value in values.items():
         sub = fields[key].default_factory if fields[key].default_factory is not dataclasses.MISSING else None

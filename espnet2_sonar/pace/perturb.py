@@ -24,9 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from espnet2_sonar.utils.config import StrictConfig
+
 
 @dataclass
-class PerturbConfig:
+class PerturbConfig(StrictConfig):
     """Perturbations, boundary set and hinge regulariser."""
 
     num_copies: int = 4

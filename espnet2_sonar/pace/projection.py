@@ -22,10 +22,11 @@ import torch
 from torch import Tensor
 
 from espnet2_sonar.pace.lora import LoRALinear
+from espnet2_sonar.utils.config import StrictConfig
 
 
 @dataclass
-class ProjectionConfig:
+class ProjectionConfig(StrictConfig):
     """Protected-subspace selection."""
 
     rho_svd: float = 0.99

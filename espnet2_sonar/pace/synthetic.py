@@ -13,7 +13,8 @@ from typing import Dict, Sequence
 import numpy as np
 import soundfile as sf
 
-SR = 16000
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
+
 SPREAD = {"foley": 1.0, "instrument": 1.0, "animal": 0.5, "prior_sfx": 0.5}
 
 
@@ -34,14 +35,14 @@ def _recipe(rng: np.random.Generator, centre: Dict[str, float], spread: float) -
 
 
 def _render(recipe: Dict[str, float], seconds: float, rng: np.random.Generator) -> np.ndarray:
-    n = int(seconds * SR * rng.uniform(0.8, 1.2))
-    t = np.arange(n) / SR
+    n = int(seconds * SAMPLE_RATE * rng.uniform(0.8, 1.2))
+    t = np.arange(n) / SAMPLE_RATE
     f0 = recipe["f0"] * rng.uniform(0.93, 1.07)
-    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.02 * np.sin(2 * np.pi * recipe["vibrato"] * t))) / SR
+    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.02 * np.sin(2 * np.pi * recipe["vibrato"] * t))) / SAMPLE_RATE
     tone = sum(recipe["decay"] ** k * np.sin((k + 1) * phase) for k in range(int(round(recipe["harmonics"]))))
     tone *= 1 + 0.5 * np.sin(2 * np.pi * recipe["am"] * t + rng.uniform(0, 2 * np.pi))
     spec = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n, 1 / SR)
+    freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
     spec *= np.exp(-0.5 * ((freqs - recipe["noise_centre"]) / (0.25 * recipe["noise_centre"])) ** 2)
     noise = np.fft.irfft(spec, n)
     tone /= np.abs(tone).max() + 1e-9
@@ -80,7 +81,7 @@ def write_synthetic_tasks(
                 for i in range(count):
                     utt = f"{task}-{split}-{label}-{i:03d}"
                     path = d / "wav" / f"{utt}.wav"
-                    sf.write(path, _render(recipe, seconds, rng), SR)
+                    sf.write(path, _render(recipe, seconds, rng), SAMPLE_RATE)
                     scp.append(f"{utt} {path}\n")
                     lab.append(f"{utt} {label}\n")
             (d / "wav.scp").write_text("".join(scp))

@@ -21,7 +21,6 @@ evaluation writes ``<expdir>/<split>_result.json`` (accuracy, n, step).
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Dict, List
 
@@ -29,7 +28,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-SAMPLE_RATE = 16000
+from espnet2_sonar.nn.masks import valid_mask
+from espnet2_sonar.utils.atomic_write import atomic_write
+from espnet2_sonar.utils.config import reject_unknown_keys
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
+
 
 DEFAULT_CONFIG: Dict = {
     "runner": {
@@ -62,9 +65,7 @@ _MODELRC_KEYS = set(DEFAULT_CONFIG["downstream_expert"]["modelrc"])
 
 
 def _check_keys(section: str, conf: Dict, known: set) -> Dict:
-    unknown = sorted(set(conf) - known)
-    if unknown:
-        raise ValueError(f"sonar_utterance: unknown {section} key(s) {unknown}; known: {sorted(known)}")
+    reject_unknown_keys(conf, known, section, where="sonar_utterance")
     return conf
 
 
@@ -158,7 +159,7 @@ class DownstreamExpert(nn.Module):
         if padded.size(1) == 0:
             raise ValueError("sonar_utterance: the featurizer returned no frames (inputs too short)")
         hidden = self.projector(padded)  # [B, T, H]
-        mask = torch.arange(hidden.size(1), device=hidden.device)[None, :] < lengths[:, None]
+        mask = valid_mask(lengths, hidden.size(1))
         pooled = (hidden * mask[..., None]).sum(dim=1) / lengths[:, None]  # [B, H]
         logits = self.classifier(pooled)  # [B, C]
         target = torch.as_tensor(labels, dtype=torch.long, device=logits.device)
@@ -174,9 +175,7 @@ class DownstreamExpert(nn.Module):
             logger.add_scalar(f"sonar_utterance/{split}-{key}", value, global_step=global_step)
         if split != "train":
             out = {"split": split, "step": int(global_step), "n": len(records["acc"]), "accuracy": results.get("acc")}
-            tmp = self.expdir / f".{split}_result.json.{os.getpid()}"
-            tmp.write_text(json.dumps(out, indent=2) + "\n")
-            os.replace(tmp, self.expdir / f"{split}_result.json")
+            atomic_write(self.expdir / f"{split}_result.json", json.dumps(out, indent=2) + "\n")
             if split == "dev" and results.get("acc", 0.0) > float(self.best_score):
                 self.best_score.fill_(results["acc"])
                 save_names.append(f"{split}-best.ckpt")

@@ -30,7 +30,6 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
-SAMPLE_RATE = 16000
 FBANK_SHIFT = 160  # samples per fbank frame (10 ms)
 
 

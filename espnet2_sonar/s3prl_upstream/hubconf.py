@@ -8,9 +8,10 @@ downloads again), then loaded as ``sonar_local``.
 """
 
 import hashlib
-import os
 from pathlib import Path
 from urllib.parse import urlparse
+
+from espnet2_sonar.utils.atomic_write import atomic_path
 
 from .expert import UpstreamExpert as _UpstreamExpert
 
@@ -39,9 +40,8 @@ def sonar_url(ckpt: str, *args, refresh: bool = False, **kwargs) -> _UpstreamExp
     dst = _url_cache_path(ckpt)
     if refresh or not dst.is_file():
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f"{dst.name}.{os.getpid()}.part")
-        torch.hub.download_url_to_file(ckpt, str(tmp), progress=True)
-        os.replace(tmp, dst)
+        with atomic_path(dst) as tmp:
+            torch.hub.download_url_to_file(ckpt, str(tmp), progress=True)
     return sonar_local(str(dst), *args, **kwargs)
 
 

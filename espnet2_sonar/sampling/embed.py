@@ -28,7 +28,6 @@ cache's meta (an fp32 cache has no ``precision`` key, as before the option exist
 
 import hashlib
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +37,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from espnet2_sonar.nn.pooling import masked_mean
 from espnet2_sonar.sampling.mixing import read_kaldi_map
+from espnet2_sonar.utils.atomic_write import atomic_path
 from espnet2_sonar.utils.precision import autocast_context
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
 
 CACHE_VERSION = 1
 
@@ -57,7 +59,7 @@ class EmbeddingSet:
         return len(self.ids)
 
 
-def default_reader(sample_rate: int = 16000) -> Reader:
+def default_reader(sample_rate: int = SAMPLE_RATE) -> Reader:
     """Audio reader built on ``espnet2_sonar.data.audio.load_audio`` (mono, resampled)."""
 
     def read(path: str) -> np.ndarray:
@@ -72,10 +74,7 @@ def default_reader(sample_rate: int = 16000) -> Reader:
 def mean_pool(hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean over the first ``valid[b]`` positions. hidden [B, N, D], valid int [B] -> [B, D]."""
     n = hidden.shape[1]
-    valid = valid.to(hidden.device).long().clamp(min=1, max=n)
-    mask = torch.arange(n, device=hidden.device)[None, :] < valid[:, None]  # [B, N]
-    summed = (hidden * mask[..., None].to(hidden.dtype)).sum(dim=1)
-    return summed / valid[:, None].to(hidden.dtype)
+    return masked_mean(hidden, valid.to(hidden.device).long().clamp(min=1, max=n), dim=1)
 
 
 def _module_device(module: torch.nn.Module) -> torch.device:
@@ -133,9 +132,8 @@ def _scp_fingerprint(scp: dict) -> str:
 
 
 def _save_npz_atomic(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npz") as tmp:  # np.savez adds .npz to a name without it
+        np.savez(tmp, **arrays)
 
 
 def _prepare_audio(wav: np.ndarray, utt: str, min_samples: int, max_samples: int | None) -> np.ndarray:
@@ -173,7 +171,7 @@ def extract_embeddings(
     batch_size: int = 16,
     max_batch_samples: int | None = None,
     shard_size: int = 256,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     min_seconds: float = 0.25,
     max_seconds: float | None = None,
     reader: Reader | None = None,
@@ -293,8 +291,7 @@ def extract_embeddings(
             parts.append(z["embeddings"])
             got_ids.extend(shards[j])
     embeddings = np.concatenate(parts).astype(np.float32)
-    tmp = cache_dir / "embeddings.tmp.npy"
-    np.save(tmp, embeddings)
-    (cache_dir / "ids.txt").write_text("\n".join(got_ids) + "\n", encoding="utf-8")
-    os.replace(tmp, cache_dir / "embeddings.npy")
+    with atomic_path(cache_dir / "embeddings.npy", suffix=".npy") as tmp:  # np.save adds .npy to a name without it
+        np.save(tmp, embeddings)
+        (cache_dir / "ids.txt").write_text("\n".join(got_ids) + "\n", encoding="utf-8")
     return EmbeddingSet(ids=got_ids, embeddings=embeddings)

@@ -19,6 +19,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from espnet2_sonar.data.kaldi_dir import read_table as read_kaldi_map  # noqa: F401 (re-exported)
+from espnet2_sonar.utils.atomic_write import atomic_path
 
 NEW = "new"
 REPLAY = "replay"
@@ -29,13 +30,11 @@ def write_kaldi_map(path: str | Path, entries: Dict[str, str] | Sequence[tuple])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     items = entries.items() if isinstance(entries, dict) else entries
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
         for key, value in items:
             if not key or any(c.isspace() for c in key):
                 raise ValueError(f"{path}: invalid Kaldi key {key!r} (empty or contains whitespace)")
             f.write(f"{key} {value}\n")
-    tmp.replace(path)
 
 
 @dataclass

@@ -29,12 +29,13 @@ How bounds and rounding are resolved (:func:`allocate`):
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Literal, Sequence
 
 import numpy as np
 
 from espnet2_sonar.sampling.kmeans import KMeansResult, kmeans
 
+from espnet2_sonar.utils.atomic_write import atomic_write
 from espnet2_sonar.utils.config import StrictConfig
 
 
@@ -52,7 +53,7 @@ class StratifiedSamplerConfig(StrictConfig):
     """Temperature of softmax(r / tau) over the strata relevances r (smaller = sharper)."""
     min_per_stratum: int = 1
     """Every stratum replays at least this many items (capped by the stratum's size)."""
-    relevance: str = "nearest"
+    relevance: Literal["nearest", "softmax"] = "nearest"
     """``nearest``: r_s = share of new items whose nearest prior centroid is s;
     ``softmax``: r_s = mean softmax over strata of -squared distance / relevance_temperature."""
     relevance_temperature: float = 0.1
@@ -163,9 +164,7 @@ def write_report(report: Dict[str, Any], path: str | Path) -> None:
     """Write ``report`` as indented JSON (atomically: temp file then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(report, indent=2) + "\n")
 
 
 def replay_budget(num_new: int, rho: float) -> int:

@@ -21,6 +21,7 @@ from espnet2_sonar.distill.criteria import CosineDistance
 from espnet2_sonar.distill.losses import masked_cross_entropy
 from espnet2_sonar.distill.teacher import FrozenTeacher
 from espnet2_sonar.sonar.config import SonarConfig
+from espnet2_sonar.nn.masks import valid_mask
 from espnet2_sonar.sonar.targets import AbsTargetMaker
 from espnet2_sonar.utils.precision import maybe_autocast
 
@@ -122,7 +123,7 @@ class SonarModel(AbsESPnetModel):
         enc = self.encoder.encode_features(feats.fbank, feats.frame_lengths, mask=mask)
         hidden = self.predictor(enc)  # [B, N, D]
         n = min(hidden.shape[1], tgt.codes.shape[1])
-        valid = torch.arange(n, device=speech.device)[None, :] < num_patches[:, None].to(speech.device)
+        valid = valid_mask(num_patches.to(speech.device), n)
         masked = mask[:, :n] & valid
 
         logits = self.head_new(hidden[:, :n])[..., : tgt.num_codes]

@@ -11,7 +11,6 @@
 """
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence, Tuple
@@ -21,6 +20,7 @@ from espnet2.samplers.abs_sampler import AbsSampler
 
 from espnet2_sonar.sampling.balanced import BalancedBatchSampler, balanced_weights
 from espnet2_sonar.sampling.kmeans import kmeans
+from espnet2_sonar.utils.atomic_write import atomic_write
 
 
 @dataclass
@@ -82,9 +82,7 @@ def write_utt2cluster(path: str | Path, clusters: BdsClusters) -> None:
     """``<utt> <cluster>`` lines (atomically) and ``bds.json`` (the summary) beside them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(f"{u} {int(c)}\n" for u, c in zip(clusters.ids, clusters.assignments)))
-    os.replace(tmp, path)
+    atomic_write(path, "".join(f"{u} {int(c)}\n" for u, c in zip(clusters.ids, clusters.assignments)))
     (path.parent / "bds.json").write_text(json.dumps(clusters.summary(), indent=2) + "\n")
 
 

@@ -21,11 +21,12 @@ import torch
 from torch import Tensor, nn
 
 from espnet2_sonar.ssondo.abs_student import AbsStudent, StudentOutput
-from espnet2_sonar.ssondo.layers import ConvBNAct, FeatureMap, config_from_dict
+from espnet2_sonar.ssondo.layers import ConvBNAct, FeatureMap
+from espnet2_sonar.utils.config import StrictConfig
 
 
 @dataclass
-class ERes2NetConfig:
+class ERes2NetConfig(StrictConfig):
     """Hyper-parameters of the ERes2Net student; unknown keys are errors."""
 
     channels: int = 16
@@ -114,7 +115,7 @@ class ERes2NetStudent(AbsStudent):
 
     def __init__(self, **conf):
         super().__init__()
-        self.config = config = config_from_dict(ERes2NetConfig, conf)
+        self.config = config = ERes2NetConfig.from_dict(conf)
         m, e = config.channels, config.expansion
         self.stem = ConvBNAct(1, m, 3, config.stem_stride, act="relu")
         stages, c = [], m

@@ -7,30 +7,20 @@ the item run alone: in eval mode an item's valid outputs do not depend on the ba
 is in. Batch norm and squeeze-excitation use statistics over valid positions only.
 """
 
-from dataclasses import dataclass, fields
-from typing import Any, Dict, Type, TypeVar
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-C = TypeVar("C")
+from espnet2_sonar.nn.masks import valid_mask
+from espnet2_sonar.nn.pooling import masked_mean as masked_mean_1d
 
 ACTIVATIONS = {"relu": nn.ReLU, "hardswish": nn.Hardswish, "gelu": nn.GELU, "identity": nn.Identity}
 
 
-def config_from_dict(cls: Type[C], d: Dict[str, Any] | None) -> C:
-    """Build dataclass ``cls`` from ``d``; unknown keys raise ``ValueError`` naming them."""
-    d = dict(d or {})
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} key(s): {unknown}; known: {sorted(known)}")
-    return cls(**d)
-
-
 def time_mask(lengths: Tensor, steps: int) -> Tensor:
     """BoolTensor[B, steps], True at valid time steps."""
-    return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
+    return valid_mask(lengths, steps)
 
 
 def mask_time(x: Tensor, lengths: Tensor) -> Tensor:
@@ -54,8 +44,7 @@ def masked_mean(x: Tensor, lengths: Tensor) -> Tensor:
 
 def masked_time_pool(x: Tensor, lengths: Tensor) -> Tensor:
     """Mean over the first ``lengths[b]`` steps: [B, N, D] -> [B, D]."""
-    valid = time_mask(lengths, x.shape[1])[..., None].to(x.dtype)
-    return (x * valid).sum(dim=1) / lengths.clamp(min=1)[:, None].to(x.dtype)
+    return masked_mean_1d(x, lengths, dim=1)
 
 
 class MaskedBatchNorm2d(nn.BatchNorm2d):

@@ -15,7 +15,8 @@ from typing import List
 from torch import Tensor, nn
 
 from espnet2_sonar.ssondo.abs_student import AbsStudent, StudentOutput
-from espnet2_sonar.ssondo.layers import ConvBNAct, FeatureMap, SqueezeExcite, config_from_dict
+from espnet2_sonar.ssondo.layers import ConvBNAct, FeatureMap, SqueezeExcite
+from espnet2_sonar.utils.config import StrictConfig
 
 # kernel, expanded channels, output channels, squeeze-excite, activation, stride
 MOBILENETV3_SMALL = [
@@ -40,7 +41,7 @@ def _divisible(c: float, divisor: int = 8) -> int:
 
 
 @dataclass
-class MobileNetV3Config:
+class MobileNetV3Config(StrictConfig):
     """Hyper-parameters of the MobileNetV3 student; unknown keys are errors."""
 
     blocks: List[list] = field(default_factory=lambda: [list(b) for b in MOBILENETV3_SMALL])
@@ -94,7 +95,7 @@ class MobileNetV3Student(AbsStudent):
 
     def __init__(self, **conf):
         super().__init__()
-        self.config = config = config_from_dict(MobileNetV3Config, conf)
+        self.config = config = MobileNetV3Config.from_dict(conf)
         wm = config.width_mult
         c = _divisible(config.stem_channels * wm)
         self.stem = ConvBNAct(1, c, 3, 2, act="hardswish")

@@ -8,7 +8,7 @@ Reported stats: ``loss`` and ``cos`` (mean cosine similarity of z and the teache
 the loss).
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -19,12 +19,12 @@ from torch import Tensor
 
 from espnet2_sonar.ssondo.encoder import StudentEncoder
 from espnet2_sonar.ssondo.head import MappingHead
-from espnet2_sonar.ssondo.layers import config_from_dict
 from espnet2_sonar.ssondo.losses import AbsEmbeddingLoss
+from espnet2_sonar.utils.config import StrictConfig
 
 
 @dataclass
-class SsondoConfig:
+class SsondoConfig(StrictConfig):
     """``--model_conf`` of the S-SONDO task; unknown keys are errors."""
 
     teacher_dim: Optional[int] = None
@@ -33,13 +33,6 @@ class SsondoConfig:
     """Hidden width of the mapping head (S-SONDO: 768 or 1280)."""
     head_dropout: float = 0.2
     """Dropout inside the mapping head."""
-
-    @classmethod
-    def from_dict(cls, d: Dict | None) -> "SsondoConfig":
-        return config_from_dict(cls, d)
-
-    def to_dict(self) -> Dict:
-        return asdict(self)
 
 
 class SsondoModel(AbsESPnetModel):

@@ -15,13 +15,14 @@ import torch
 from torch import Tensor, nn
 
 from espnet2_sonar.ssondo.abs_student import AbsStudent, StudentOutput
-from espnet2_sonar.ssondo.layers import config_from_dict, time_mask
+from espnet2_sonar.ssondo.layers import time_mask
+from espnet2_sonar.utils.config import StrictConfig
 
 NUM_MEL_BINS = 128
 
 
 @dataclass
-class SmallTransformerConfig:
+class SmallTransformerConfig(StrictConfig):
     """Hyper-parameters of the transformer student; unknown keys are errors."""
 
     dim: int = 128
@@ -61,7 +62,7 @@ class SmallTransformerStudent(AbsStudent):
 
     def __init__(self, **conf):
         super().__init__()
-        self.config = config = config_from_dict(SmallTransformerConfig, conf)
+        self.config = config = SmallTransformerConfig.from_dict(conf)
         self.token_norm = nn.LayerNorm(config.frames_per_token * NUM_MEL_BINS)
         self.embed = nn.Linear(config.frames_per_token * NUM_MEL_BINS, config.dim)
         self.dropout = nn.Dropout(config.dropout)

@@ -22,7 +22,6 @@ utterance id to its float32 ``[D]`` row of ``DIR/embeddings.npy``.
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List
@@ -33,8 +32,9 @@ import torch
 from espnet2_sonar.data.crop import DeterministicCrop
 from espnet2_sonar.data.kaldi_dir import read_table
 from espnet2_sonar.sampling.embed import EmbeddingSet, embed_batch, extract_embeddings, load_cached
+from espnet2_sonar.utils.atomic_write import atomic_write
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 TEACHER_JSON = "teacher.json"
 DATA_TYPE = "ssondo_embeddings"
 
@@ -178,9 +178,7 @@ def cache_teacher_embeddings(
         teacher_params=sum(p.numel() for p in teacher.parameters()),
         precision=precision,
     )
-    tmp = cache_dir / f".{TEACHER_JSON}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(asdict(info), indent=2) + "\n")
-    os.replace(tmp, cache_dir / TEACHER_JSON)
+    atomic_write(cache_dir / TEACHER_JSON, json.dumps(asdict(info), indent=2) + "\n")
     return result
 
 

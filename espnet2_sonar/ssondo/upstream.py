@@ -19,7 +19,7 @@ call on a BEATs encoder (``extract_layers``, ``patch_lengths``, ``freq_patches``
   [B, 1, D_t].
 
 ``eval.checkpoints.load_encoder`` dispatches on ``ckpt["kind"]`` to :func:`student_from_state`
-(``eval.checkpoints.KIND_LOADERS``), so the frozen probe, the probe matrix and the s3prl
+(``utils.checkpoint_kinds``), so the frozen probe, the probe matrix and the s3prl
 upstream read student checkpoints like any other encoder.
 """
 
@@ -30,9 +30,12 @@ from typing import Dict, Iterable, List, Optional
 import torch
 from torch import Tensor, nn
 
+from espnet2_sonar.nn.state_dict import state_diff
 from espnet2_sonar.ssondo.encoder import StudentEncoder, count_parameters
 from espnet2_sonar.ssondo.head import MappingHead
 from espnet2_sonar.ssondo.students import build_student
+from espnet2_sonar.utils.checkpoint_kinds import register_checkpoint_kind
+from espnet2_sonar.utils.atomic_write import atomic_path
 
 KIND = "ssondo_student"
 VERSION = 1
@@ -84,9 +87,9 @@ def _check_state(model: nn.Module, state: Dict[str, Tensor], source: str, ignore
 
     state = {k: v for k, v in state.items() if not any(fnmatch.fnmatch(k, pat) for pat in ignore)}
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    diff = state_diff(expected, state)
+    missing, unexpected = diff.missing, diff.unexpected
+    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in diff.mismatched]
     if missing or unexpected or shapes:
         raise StudentCheckpointError(
             f"{source}: weights do not match the student: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
@@ -95,6 +98,7 @@ def _check_state(model: nn.Module, state: Dict[str, Tensor], source: str, ignore
     return state
 
 
+@register_checkpoint_kind(KIND)
 def student_from_state(ckpt: dict, source: str = "<state>", features: Optional[str] = None) -> ExportedStudent:
     """Build an ExportedStudent (eval mode, CPU) from a loaded student checkpoint dict (strict)."""
     if not isinstance(ckpt, dict) or ckpt.get("kind") != KIND:
@@ -210,7 +214,6 @@ def export_student(exp_dir: str | Path, out: str | Path, model_file: str | Path 
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    torch.save(ckpt, tmp)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        torch.save(ckpt, tmp)
     return out

@@ -20,6 +20,7 @@ from espnet2.utils.types import float_or_none
 
 from espnet2_sonar.data.crop import DeterministicCrop
 from espnet2_sonar.data.espnet_loader import register_data_types
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
 
 register_data_types()
 
@@ -63,7 +64,7 @@ class AudioTask(AbsTask):
 
     @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
-        max_samples = None if args.crop_seconds is None else int(round(args.crop_seconds * 16000))
+        max_samples = None if args.crop_seconds is None else int(round(args.crop_seconds * SAMPLE_RATE))
         return DeterministicCrop(max_samples, seed=args.seed)
 
     @classmethod

@@ -28,7 +28,7 @@ from espnet2_sonar.decar.iterator import PseudoLabelIterFactory
 from espnet2_sonar.decar.model import DecarModel
 from espnet2_sonar.decar.recluster import labels_path
 from espnet2_sonar.decar.trainer import WORK_SUBDIR, DecarTrainer, speech_split
-from espnet2_sonar.sonar.builders import SonarBeatsEncoder
+from espnet2_sonar.beats.encoder_choice import SonarBeatsEncoder
 from espnet2_sonar.tasks.audio_task import AudioTask
 
 encoder_choices = ClassChoices(

@@ -29,26 +29,30 @@ from espnet2.iterators.abs_iter_factory import AbsIterFactory
 from espnet2.iterators.sequence_iter_factory import SequenceIterFactory
 from espnet2.samplers.build_batch_sampler import build_batch_sampler
 from espnet2.tasks.abs_task import IteratorOptions
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.train.class_choices import ClassChoices
 from espnet2_sonar.utils.amp_trainer import AmpTrainer
 from espnet2.utils.types import str2bool
 
 
-from espnet2_sonar.distill.criteria import CosineDistance, MSEDistance
-from espnet2_sonar.beats.predictor import BeatsPredictor
-from espnet2_sonar.sonar.builders import SonarBeatsEncoder
+from espnet2_sonar.distill.criteria import AbsDistillCriterion, CosineDistance, MSEDistance
+from espnet2_sonar.beats.predictor import AbsPredictor, BeatsPredictor
+from espnet2_sonar.beats.encoder_choice import SonarBeatsEncoder
 from espnet2_sonar.sonar.config import SonarConfig
 from espnet2_sonar.sonar.model import SonarModel
 from espnet2_sonar.sampling.replay_batches import ReplayMixBatchSampler
 from espnet2_sonar.tasks.audio_task import AudioTask
+from espnet2_sonar.sonar.targets import AbsTargetMaker
 from espnet2_sonar.sonar.tokenizers import (
     EvolvingTokenizerTargets,
     FrozenTokenizerTargets,
     RandomProjectionTargets,
 )
 
-encoder_choices = ClassChoices("encoder", classes=dict(beats=SonarBeatsEncoder), default="beats")
-predictor_choices = ClassChoices("predictor", classes=dict(beats=BeatsPredictor), default="beats")
+encoder_choices = ClassChoices("encoder", classes=dict(beats=SonarBeatsEncoder), type_check=AbsEncoder, default="beats")
+predictor_choices = ClassChoices(
+    "predictor", classes=dict(beats=BeatsPredictor), type_check=AbsPredictor, default="beats"
+)
 tokenizer_choices = ClassChoices(
     "tokenizer",
     classes=dict(
@@ -56,10 +60,14 @@ tokenizer_choices = ClassChoices(
         frozen=FrozenTokenizerTargets,
         random_projection=RandomProjectionTargets,
     ),
+    type_check=AbsTargetMaker,
     default="occ",
 )
 distill_criterion_choices = ClassChoices(
-    "distill_criterion", classes=dict(cosine=CosineDistance, mse=MSEDistance), default="cosine"
+    "distill_criterion",
+    classes=dict(cosine=CosineDistance, mse=MSEDistance),
+    type_check=AbsDistillCriterion,
+    default="cosine",
 )
 
 

@@ -37,10 +37,10 @@ from espnet2_sonar.ssondo.students import STUDENTS
 from espnet2_sonar.ssondo.teacher_cache import TeacherInfo
 from espnet2_sonar.ssondo.teacher_cache import register_data_types as register_embedding_types
 from espnet2_sonar.tasks.audio_task import AudioTask
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
 
 register_embedding_types()  # AudioTask registers the sonar_sound* types
 
-SAMPLE_RATE = 16000
 TEACHER_EMB = "teacher_emb"
 
 student_choices = ClassChoices("student", classes=dict(STUDENTS), type_check=AbsStudent, default="mobilenetv3")

@@ -12,6 +12,7 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 
 from espnet2_sonar.sonar.tokenizer_model import TokenizerTrainModel
 from espnet2_sonar.tasks.sonar import SonarTask
+from espnet2_sonar.utils.config import reject_unknown_keys
 
 _TRAIN_KEYS = {"commitment_weight"}
 _TOKENIZER_KEYS = {"arch", "teacher", "config"}
@@ -45,9 +46,7 @@ class TokenizerTask(SonarTask):  # SonarTask for the data side (speech + is_repl
 
         for name, conf, known in (("tokenizer_conf", args.tokenizer_conf, _TOKENIZER_KEYS),
                                   ("tokenizer_train_conf", args.tokenizer_train_conf, _TRAIN_KEYS)):
-            unknown = sorted(set(conf) - known)
-            if unknown:
-                raise ValueError(f"--{name}: unknown key(s) {unknown}; known: {sorted(known)}")
+            reject_unknown_keys(conf, known, f"--{name}")
         teacher_path = args.tokenizer_conf.get("teacher")
         if not teacher_path:
             raise ValueError("--tokenizer_conf teacher=PATH (a BEATs encoder checkpoint or hf:// spec) is required")

@@ -22,8 +22,8 @@ from torchaudio.transforms import MelSpectrogram
 
 from espnet2_sonar.beats.masking import valid_patches
 from espnet2_sonar.teachers.frames import FrameTeacher, TeacherFrames
+from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 N_MELS = 40
 HIDDEN = 256
 NUM_LAYERS = 3

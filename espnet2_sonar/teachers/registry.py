@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Dict, Mapping
 
 from espnet2_sonar.teachers.frames import FrameTeacher
+from espnet2_sonar.utils.checkpoint_kinds import register_checkpoint_kind
 
 KIND = "frame_teacher"
 
@@ -69,8 +70,9 @@ def teacher_checkpoint(name: str) -> dict:
     return {"kind": KIND, "name": name, "package": TEACHERS[name].install}
 
 
+@register_checkpoint_kind(KIND)
 def teacher_from_checkpoint(ckpt: Mapping, source: str) -> FrameTeacher:
-    """``{'kind': 'frame_teacher', 'name': ...}`` -> the teacher (a ``KIND_LOADERS`` entry)."""
+    """``{'kind': 'frame_teacher', 'name': ...}`` -> the teacher (a registered checkpoint kind)."""
     if ckpt.get("kind") != KIND or "name" not in ckpt:
         raise ValueError(f"{source}: not a frame-teacher reference file (expected kind={KIND!r} and a name)")
     return load_teacher(str(ckpt["name"]))

@@ -28,6 +28,8 @@ from typing import Dict, Iterable, Tuple
 
 import yaml
 
+from espnet2_sonar.utils.atomic_write import atomic_path
+
 CONFIG_NAME = "exp/config.yaml"
 MODEL_NAME = "exp/model.pth"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
@@ -98,8 +100,8 @@ def pack_experiment(config_file, model_file, outpath, extra_files: Iterable = ()
     for extra in extra_files:
         sources[f"exp/{Path(extra).name}"] = Path(extra)
     outpath.parent.mkdir(parents=True, exist_ok=True)
-    tmp_zip = outpath.with_name(f".{outpath.stem}.tmp.zip")
-    with tempfile.TemporaryDirectory(dir=outpath.parent, prefix=".pack_") as staging:
+    with atomic_path(outpath, suffix=".zip") as tmp_zip, \
+            tempfile.TemporaryDirectory(dir=outpath.parent, prefix=".pack_") as staging:
         staging = Path(staging)
         (staging / "exp").mkdir()
         (staging / CONFIG_NAME).write_text(yaml.safe_dump(packed_config, sort_keys=False))
@@ -110,5 +112,4 @@ def pack_experiment(config_file, model_file, outpath, extra_files: Iterable = ()
         with contextlib.chdir(staging), contextlib.redirect_stdout(io.StringIO()):
             pack(files={"model_file": MODEL_NAME}, yaml_files={"train_config": CONFIG_NAME},
                  outpath=tmp_zip, option=options)
-    os.replace(tmp_zip, outpath)
     return {CONFIG_NAME: str(config_file), **{n: str(p) for n, p in sources.items()}}

@@ -45,6 +45,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
+from espnet2_sonar.utils.atomic_write import atomic_write
 from espnet2_sonar.utils.cli import name_path_pairs
 
 RECORD_NAME = "stage_inputs.json"
@@ -97,9 +98,7 @@ class HashCache:
     def save(self) -> None:
         if self.cache_file is None or not self._dirty or not self.cache_file.parent.is_dir():
             return
-        tmp = self.cache_file.with_name(f"{self.cache_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.entries, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, self.cache_file)
+        atomic_write(self.cache_file, json.dumps(self.entries, indent=1, sort_keys=True) + "\n")
         self._dirty = False
 
 
@@ -276,9 +275,7 @@ def record(directory: os.PathLike, config: str, args: str, inputs: Dict[str, str
         recorded_at=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         adopted=previous is None and has_trained_state(directory),
     )
-    tmp = directory / f".{RECORD_NAME}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(rec, indent=2) + "\n")
-    os.replace(tmp, directory / RECORD_NAME)
+    atomic_write(directory / RECORD_NAME, json.dumps(rec, indent=2) + "\n")
     return rec
 
 
