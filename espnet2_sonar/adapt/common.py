@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import json
 import logging
 import os
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from espnet2_sonar.utils.atomic_write import atomic_path, atomic_write
+from espnet2_sonar.utils.hashing import file_sha256
 
 log = logging.getLogger("espnet2_sonar.adapt")
 
@@ -105,12 +105,7 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+_sha256 = file_sha256
 
 
 def write_json(path: Path, data) -> None:

@@ -13,7 +13,6 @@ the folder with huggingface_hub (credentials as huggingface_hub reads them: HF_T
 """
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -24,6 +23,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import yaml
 
+from espnet2_sonar.utils.hashing import file_sha256
 from espnet2_sonar.utils.model_card import ModelCardFacts, model_card
 from espnet2_sonar.utils.packing import CONFIG_NAME
 
@@ -75,14 +75,6 @@ def _training_rows(config: dict) -> List[Tuple[str, str]]:
     return rows
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def assemble(exp_dir: Path, repo_id: str, out_dir: Path, results: Optional[Path] = None) -> List[Path]:
     """Write the upload folder; returns its files (the card last)."""
     packed = exp_dir / "packed.zip"
@@ -116,7 +108,7 @@ def assemble(exp_dir: Path, repo_id: str, out_dir: Path, results: Optional[Path]
     facts = ModelCardFacts(
         repo_id=repo_id, method=_method(config), model=_model_rows(out_dir, config),
         training=_training_rows(config) + [("packed members", ", ".join(names))], inputs=inputs,
-        files=[(p.name, p.stat().st_size, _sha256(p)) for p in files], versions=versions,
+        files=[(p.name, p.stat().st_size, file_sha256(p)) for p in files], versions=versions,
         results=results.read_text() if results is not None else None,
         results_source=str(results) if results is not None else None,
     )

@@ -20,7 +20,6 @@ ESPnet data type ``ssondo_embeddings`` (registered by :func:`register_data_types
 utterance id to its float32 ``[D]`` row of ``DIR/embeddings.npy``.
 """
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from espnet2_sonar.data.crop import DeterministicCrop
 from espnet2_sonar.data.kaldi_dir import read_table
 from espnet2_sonar.sampling.embed import EmbeddingSet, embed_batch, extract_embeddings, load_cached
 from espnet2_sonar.utils.atomic_write import atomic_write
+from espnet2_sonar.utils.hashing import files_sha256
 from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
 
 TEACHER_JSON = "teacher.json"
@@ -67,15 +67,6 @@ class TeacherInfo:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; {cache_dir} is not a finished S-SONDO teacher cache")
         return cls(**json.loads(path.read_text()))
-
-
-def _sha256(files: List[Path]) -> str:
-    h = hashlib.sha256()
-    for f in files:
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 class CroppedReader:
@@ -144,7 +135,7 @@ def cache_teacher_embeddings(
 
     cache_dir = Path(cache_dir)
     files = resolve_checkpoint(teacher_ckpt).files
-    sha = _sha256(files)
+    sha = files_sha256(files)
     tag = json.dumps({"teacher_sha256": sha, "crop_seconds": crop_seconds, "crop_seed": int(crop_seed)}, sort_keys=True)
     scp = read_table(wav_scp)
     if teacher is None:

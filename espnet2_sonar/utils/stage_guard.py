@@ -37,7 +37,6 @@ is nanoseconds on common Linux filesystems, would fool the cache, as it would fo
 import argparse
 import datetime
 import difflib
-import hashlib
 import json
 import os
 import shlex
@@ -47,6 +46,7 @@ from typing import Dict, Iterable, List, Optional
 
 from espnet2_sonar.utils.atomic_write import atomic_write
 from espnet2_sonar.utils.cli import name_path_pairs
+from espnet2_sonar.utils.hashing import file_sha256
 
 RECORD_NAME = "stage_inputs.json"
 HASH_CACHE_NAME = ".sha256_cache.json"
@@ -86,14 +86,11 @@ class HashCache:
         entry = self.entries.get(real)
         if entry and all(entry.get(k) == v for k, v in stamp.items()) and entry.get("sha256"):
             return entry["sha256"]
-        h = hashlib.sha256()
-        with open(real, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        self.entries[real] = dict(stamp, sha256=h.hexdigest())
+        digest = file_sha256(real)
+        self.entries[real] = dict(stamp, sha256=digest)
         self.hashed.append(real)
         self._dirty = True
-        return h.hexdigest()
+        return digest
 
     def save(self) -> None:
         if self.cache_file is None or not self._dirty or not self.cache_file.parent.is_dir():
