@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from espnet2_sonar.beats.interop import save_official
-from espnet2_sonar.beats.interop_tokenizer import save_official_tokenizer
+from espnet2_sonar.tokenizer.interop import save_official_tokenizer
 from espnet2_sonar.beats.encoder_choice import SonarBeatsEncoder
 from espnet2_sonar.tasks.sonar import SonarTask
 from espnet2_sonar.tokenizer.tokenizer import BeatsTokenizer

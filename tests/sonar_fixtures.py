@@ -78,7 +78,7 @@ def make_official_checkpoints(out_dir: Path, prior_dir: Path, seed: int = 0) -> 
     """Tiny M0 (random tiny BEATs encoder) and T0 (tiny tokenizer, codebook k-means
     initialised on prior audio), both in official format. Returns {'encoder', 'tokenizer'}."""
     from espnet2_sonar.beats.interop import save_official
-    from espnet2_sonar.beats.interop_tokenizer import save_official_tokenizer
+    from espnet2_sonar.tokenizer.interop import save_official_tokenizer
     from espnet2_sonar.beats.encoder_choice import SonarBeatsEncoder
     from espnet2_sonar.tokenizer.tokenizer import BeatsTokenizer
 

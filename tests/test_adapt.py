@@ -308,7 +308,7 @@ def test_without_a_tokenizer_one_is_distilled_from_the_base_encoder(tmp_path, ti
 def test_adapt_end_to_end_then_a_rerun_trains_nothing(tmp_path, tiny_base, monkeypatch):
     from espnet2_sonar.adapt import pipeline
     from espnet2_sonar.beats.interop import load_official
-    from espnet2_sonar.beats.interop_tokenizer import load_official_tokenizer
+    from espnet2_sonar.tokenizer.interop import load_official_tokenizer
 
     make_folder(tmp_path / "new audio", seed=5, extra=6)
     make_folder(tmp_path / "prior audio", seed=6, extra=10)

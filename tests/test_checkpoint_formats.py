@@ -1,4 +1,4 @@
-"""Every BEATs checkpoint format in and out (beats/formats.py), fbank statistics in cfg, and
+"""Every BEATs checkpoint format in and out (beats/formats.py, tokenizer/formats.py), fbank statistics in cfg, and
 Hugging Face specs (utils/hub.py) read offline from a pre-filled cache."""
 
 import subprocess
@@ -11,14 +11,14 @@ from espnet2_sonar.beats.config import BeatsConfig
 from espnet2_sonar.beats.encoder import BeatsEncoder
 from espnet2_sonar.beats.formats import (
     detect_format,
-    install_checkpoint,
+    install_encoder,
     load_beats_encoder,
-    load_beats_tokenizer,
     save_espnet,
 )
 from espnet2_sonar.beats.frontend import ESPNET_FBANK_MEAN, ESPNET_FBANK_STD, FBANK_MEAN, FBANK_STD
 from espnet2_sonar.beats.interop import CheckpointMismatchError, load_official, save_official
-from espnet2_sonar.beats.interop_tokenizer import load_official_tokenizer, save_official_tokenizer
+from espnet2_sonar.tokenizer.formats import load_beats_tokenizer
+from espnet2_sonar.tokenizer.interop import load_official_tokenizer, save_official_tokenizer
 from espnet2_sonar.tokenizer.tokenizer import BeatsTokenizer
 from espnet2_sonar.utils.hub import HubFileUnavailable, parse_hub_spec, resolve_checkpoint_path
 from sonar_fixtures import (
@@ -167,21 +167,21 @@ def test_install_turns_fine_tuned_and_espnet_files_into_the_canonical_format(tmp
     assert detect_format(torch.load(ft, weights_only=True)) == "official_finetuned"
     with pytest.raises(CheckpointMismatchError, match="predictor"):
         load_official(ft)  # the strict official loader alone refuses it
-    out = install_checkpoint(ft, tmp_path / "base" / "encoder.pt")
+    out = install_encoder(ft, tmp_path / "base" / "encoder.pt")
     ckpt = torch.load(out, weights_only=True)
     assert set(ckpt) == {"cfg", "model"} and ckpt["cfg"]["finetuned_model"] is False
     assert not any(k.startswith("predictor.") for k in ckpt["model"]) and ckpt["cfg"]["fbank_mean"] == FBANK_MEAN
     loaded = load_official(out)  # strict, no ignore list
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), enc.state_dict().values()))
     mtime = out.stat().st_mtime_ns
-    install_checkpoint(ft, out)  # same content: left untouched (recipe stage guards compare mtimes)
+    install_encoder(ft, out)  # same content: left untouched (recipe stage guards compare mtimes)
     assert out.stat().st_mtime_ns == mtime
 
     esp = save_espnet(enc, tmp_path / "esp.pt")
     ckpt = torch.load(esp, weights_only=True)
     torch.save({"cfg": {k: v for k, v in ckpt["cfg"].items() if not k.startswith("fbank")}, "model": ckpt["model"]},
                tmp_path / "esp_nostats.pt")
-    out2 = install_checkpoint(tmp_path / "esp_nostats.pt", tmp_path / "base2.pt")
+    out2 = install_encoder(tmp_path / "esp_nostats.pt", tmp_path / "base2.pt")
     assert torch.load(out2, weights_only=True)["cfg"]["fbank_std"] == ESPNET_FBANK_STD
 
     cli = [PYTHON, "-m", "espnet2_sonar.bin.install_checkpoint"]

@@ -30,12 +30,8 @@ RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in pac
 SIDEWAYS = {("bin", "adapt"), ("adapt", "bin")}
 """Sibling imports the order allows (same rank)."""
 KNOWN_VIOLATIONS = {
-    # issue #20: the tokenizer's checkpoint interop still lives in beats (beats.formats reads
-    # tokenizer files too); moving it to tokenizer/ needs beats.formats split as well
-    "espnet2_sonar.beats.interop_tokenizer -> espnet2_sonar.tokenizer.tokenizer",
-    # issue #20: methods load frozen encoders with eval's checkpoint loader / data-dir reader;
+    # issue #20: methods load frozen encoders with eval's checkpoint loader;
     # the loader should move below the methods
-    "espnet2_sonar.pace.benchmarks -> espnet2_sonar.eval.embeddings",
     "espnet2_sonar.pace.runner -> espnet2_sonar.eval.checkpoints",
     "espnet2_sonar.ssondo.report -> espnet2_sonar.eval.checkpoints",
     "espnet2_sonar.ssondo.teacher_cache -> espnet2_sonar.eval.checkpoints",

@@ -13,7 +13,7 @@ def _tokenizer_covering(clip_dir, ckpt, out):
     """The tokenizer of ``ckpt`` with its first codes set to the features of ``clip_dir``'s clips."""
     import torch
 
-    from espnet2_sonar.beats.interop_tokenizer import load_official_tokenizer, save_official_tokenizer
+    from espnet2_sonar.tokenizer.interop import load_official_tokenizer, save_official_tokenizer
     from espnet2_sonar.data.audio import load_audio
     from espnet2_sonar.tokenizer.codebook import l2norm
 

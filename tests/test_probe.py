@@ -94,7 +94,8 @@ def test_probe_with_shuffled_labels_is_near_chance(setup, tmp_path):
 @pytest.mark.timeout(300)
 def test_cached_embeddings_equal_fresh_and_seeds_reuse_them(setup, tmp_path):
     from espnet2_sonar.eval.checkpoints import load_encoder
-    from espnet2_sonar.eval.embeddings import extract_pooled, load_or_extract, read_labelled_dir
+    from espnet2_sonar.data.labelled_dir import read_labelled_dir
+    from espnet2_sonar.eval.embeddings import extract_pooled, load_or_extract
 
     files = [Path(setup["ckpt"])]
     data = read_labelled_dir(setup["test"])
@@ -131,7 +132,8 @@ def test_probe_is_deterministic_by_seed(setup, tmp_path):
 @pytest.mark.timeout(300)
 def test_long_inputs_are_chunked(setup):
     from espnet2_sonar.eval.checkpoints import load_encoder
-    from espnet2_sonar.eval.embeddings import _chunks, extract_pooled, read_labelled_dir
+    from espnet2_sonar.data.labelled_dir import read_labelled_dir
+    from espnet2_sonar.eval.embeddings import _chunks, extract_pooled
 
     for n, c in [(10, 3), (16000, 5000), (16001, 16000), (5, 10)]:
         pieces = _chunks(n, c)
@@ -152,7 +154,7 @@ def test_long_inputs_are_chunked(setup):
 
 @pytest.mark.timeout(120)
 def test_bad_inputs_raise_clear_errors(setup, tmp_path):
-    from espnet2_sonar.eval.embeddings import read_labelled_dir
+    from espnet2_sonar.data.labelled_dir import read_labelled_dir
     from espnet2_sonar.eval.probe import run_probe
 
     bad = tmp_path / "bad"

@@ -31,7 +31,7 @@ def test_recipe_end_to_end_on_the_tiny_corpus(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     exp = tmp_path / "exp"
     from espnet2_sonar.beats.interop import load_official
-    from espnet2_sonar.beats.interop_tokenizer import load_official_tokenizer
+    from espnet2_sonar.tokenizer.interop import load_official_tokenizer
 
     runs = [exp / "tseed0", exp / "tseed1"]
     stage_dirs = [exp / "base"] + [r / m / d for r in runs for m in ("sonar", "dcp") for d in ("env", "bio")]

@@ -4,14 +4,18 @@ import csv
 import io
 import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 
 from espnet2_sonar.eval.report import (ReportSpec, build_results, load_codebook_stats, load_probe_results,
                                        to_json, verdict)
-from espnet2_sonar.eval.report_tables import readme_section, report_markdown, results_csv
+from espnet2_sonar.eval.report_files import readme_section, report_markdown, results_csv
 
+REPO = Path(__file__).resolve().parents[1]
 TASKS = ["langid", "instrument", "animal"]
+TASK_DOMAIN = {"langid": "speech", "instrument": "music", "animal": "bio"}
 DOMAINS = ["music", "bio"]
 # ACC[name][seed] = accuracy per task (langid, instrument, animal); base is stage 0 of both methods.
 ACC = {
@@ -38,7 +42,7 @@ def write_probes(root, acc=ACC, skip=()):
 
 
 def spec(**kw):
-    return ReportSpec(methods=["sonar", "dcp"], domains=DOMAINS, tasks=TASKS, **kw)
+    return ReportSpec(methods=["sonar", "dcp"], domains=DOMAINS, tasks=TASKS, task_domain=TASK_DOMAIN, **kw)
 
 
 @pytest.mark.timeout(60)
@@ -201,7 +205,7 @@ def test_bad_inputs_raise_naming_the_problem(tmp_path):
     with pytest.raises(ValueError, match="seed 0 but"):
         load_probe_results(tmp_path, spec())
     with pytest.raises(ValueError, match="no domain for task"):
-        ReportSpec(methods=["sonar"], domains=["music"], tasks=["langid", "weird"])
+        ReportSpec(methods=["sonar"], domains=["music"], tasks=["langid", "weird"], task_domain=TASK_DOMAIN)
 
 
 def _fake_codebook_run(exp_dir):
@@ -261,7 +265,11 @@ def test_cli_writes_report_plots_and_readme_section(tmp_path):
         assert needle in md, needle
     readme = (out / "README_section.md").read_text()
     assert readme.startswith("## Results") and "bash scripts/run_main.sh" in readme
-    assert readme == readme_section(results)  # the section renders the same from results.json
+    # the section renders the same from results.json, quoting the report it wrote (no repository above tmp)
+    assert readme == readme_section(results, str(out / "report.md"))
+    from espnet2_sonar.bin.report import quoted_path
+    assert quoted_path(REPO / "egs2" / "x" / "sonar1" / "exp" / "report" / "report.md") == \
+        "egs2/x/sonar1/exp/report/report.md"
     assert (out / "results.csv").read_text().startswith(
         "method,stage,stage_name,task,train_seed,probe_seed,accuracy,macro_f1,precision")
     assert "over probe seeds 0, 1 of one training run (error bars cover probe seeds only" in md
@@ -381,7 +389,7 @@ def test_a_method_with_its_own_architecture_is_held_to_its_own_random_init_floor
         "decar/random": {0: [0.50, 0.30, 0.50], 1: [0.50, 0.30, 0.50]},
     })
     write_probes(tmp_path, acc)
-    s = ReportSpec(methods=["sonar", "dcp", "decar"], domains=DOMAINS, tasks=TASKS)
+    s = ReportSpec(methods=["sonar", "dcp", "decar"], domains=DOMAINS, tasks=TASKS, task_domain=TASK_DOMAIN)
     probes = load_probe_results(tmp_path, s)
     refs = reference_results(tmp_path, s, ["random", "decar/random", "decar/prior"], probes.seeds)
     assert own_floor("decar", refs) == own_floor("decar/prior", refs) == "decar/random"
@@ -409,7 +417,8 @@ def test_a_method_with_its_own_prior_stage_is_measured_from_it(tmp_path):
         "decar/bio": {0: [0.20, 0.40, 0.40], 1: [0.30, 0.30, 0.50]},
     })
     write_probes(tmp_path, acc)
-    s = ReportSpec(methods=["sonar", "dcp", "decar"], domains=DOMAINS, tasks=TASKS, stage0={"decar": "decar/prior"})
+    s = ReportSpec(methods=["sonar", "dcp", "decar"], domains=DOMAINS, tasks=TASKS, task_domain=TASK_DOMAIN,
+                   stage0={"decar": "decar/prior"})
     assert s.stage_names("decar")[0] == "decar/prior" and s.stage_names("sonar")[0] == "base"
     r = build_results(load_probe_results(tmp_path, s), s)
     d = r["methods"]["decar"]
@@ -430,3 +439,20 @@ def test_a_method_with_its_own_prior_stage_is_measured_from_it(tmp_path):
     assert main(args + ["--stage0", "decar=base"])["methods"]["decar"]["stages"][0] == "base"
     with pytest.raises(SystemExit):
         main(args + ["--stage0", "decar"])
+
+
+@pytest.mark.timeout(30)
+def test_the_report_library_names_no_recipe_path_or_corpus_task():
+    """A corpus's task -> domain map and a recipe's paths live in the recipe (run.sh's
+    ``corpus_task_domain``, sonar.sh stage 7's --task_domain / --out_dir), not in eval/ or bin/report."""
+    run_sh = (REPO / "egs2" / "debian_sounds" / "sonar1" / "run.sh").read_text()
+    line = re.search(r'^corpus_task_domain="([^"]+)"', run_sh, flags=re.M)
+    assert line, "egs2/debian_sounds/sonar1/run.sh sets no corpus_task_domain"
+    tasks = [pair.split("=")[0] for pair in line.group(1).split(",")]
+    assert {"voice_gender", "prior_sfx", "instrument", "animal", "foley"} <= set(tasks)
+    sources = sorted((REPO / "espnet2_sonar" / "eval").glob("*.py")) + [REPO / "espnet2_sonar" / "bin" / "report.py"]
+    assert len(sources) > 5
+    found = [f"{path.relative_to(REPO)}:{n}: {hit}" for path in sources
+             for n, text in enumerate(path.read_text().splitlines(), 1)
+             for hit in re.findall(r"egs2/|debian_sounds|\b(?:" + "|".join(tasks) + r")\b", text)]
+    assert not found, "recipe knowledge in the library:\n" + "\n".join(found)

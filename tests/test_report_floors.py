@@ -6,7 +6,7 @@ import json
 import pytest
 
 from espnet2_sonar.eval.report import build_results, load_probe_results
-from espnet2_sonar.eval.report_tables import report_markdown
+from espnet2_sonar.eval.report_files import report_markdown
 
 from test_report import ACC, spec, write_probes
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from espnet2_sonar.eval.report import ReportSpec, build_results, load_probe_results
-from espnet2_sonar.eval.report_tables import report_markdown, results_csv
+from espnet2_sonar.eval.report_files import report_markdown, results_csv
 from espnet2_sonar.eval.verdict import load_drift
 
 TASKS = ["old", "inst"]

@@ -17,12 +17,13 @@ import pytest
 from espnet2_sonar.bin import results_md
 from espnet2_sonar.bin.results_md import BEGIN, END, extract_readme_results
 from espnet2_sonar.eval.report import ReportSpec, build_results, load_probe_results, to_json
-from espnet2_sonar.eval.report_tables import readme_section, report_markdown, results_csv
+from espnet2_sonar.eval.report_files import readme_section, report_markdown, results_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "sync_readme_results.py"
 TASKS = ["old", "inst"]
 TASK_DOMAIN = {"old": "prior", "inst": "music"}
+REPORT_PATH = "egs2/mine/sonar1/exp/report/report.md"
 NOTES = "## Findings\n\nA note appended by `--notes`.\n"
 ENV = {"date": "2026-12-01 00:00:00 UTC", "git commit": "abc123", "python": "3.12.1"}
 
@@ -69,7 +70,7 @@ def make_report_dir(tmp_path, notes=NOTES):
     (report / "results.json").write_text(to_json(results))
     (report / "results.csv").write_text(results_csv(results))
     (report / "report.md").write_text(report_markdown(results, {}))
-    section = readme_section(results) + ("\n" + notes if notes else "")
+    section = readme_section(results, REPORT_PATH) + ("\n" + notes if notes else "")
     (report / "README_section.md").write_text(section)
     (report / "per_stage.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     return report, section
@@ -133,7 +134,8 @@ def test_results_md_without_command_or_elapsed_has_no_command_section(tmp_path):
     report, section = make_report_dir(tmp_path, notes="")
     text = results_md.results_markdown(report, report / "RESULTS.md", env=ENV)
     assert "## Command" not in text and "# RESULTS\n" in text
-    assert extract_readme_results(text) == section == readme_section(json.loads((report / "results.json").read_text()))
+    loaded = json.loads((report / "results.json").read_text())
+    assert extract_readme_results(text) == section == readme_section(loaded, REPORT_PATH)
     assert "](results.json)" in text  # links relative to RESULTS.md's own directory
 
 
@@ -212,7 +214,7 @@ def test_readme_section_renders_results_json_with_nulls(tmp_path, case):
     else:
         assert loaded["methods"]["dcp"]["mean_gain"]["mean"] is None
         assert loaded["verdict"]["available"] is False
-    assert readme_section(loaded) == readme_section(results)
+    assert readme_section(loaded, REPORT_PATH) == readme_section(results, REPORT_PATH)
 
 
 # ---------------------------------------------------------------- README.md's generated blocks
@@ -331,13 +333,9 @@ def test_sync_names_a_results_md_with_broken_markers(tmp_path, capsys):
 
 def _rendered_prefix(results: dict, section: str) -> str:
     """readme_section(results), quoting the report path the committed section quotes (bin/report.py's
-    --readme_report_path: a path, not a number)."""
-    rendered = readme_section(results)
-    if not section.startswith(rendered):
-        quoted = re.search(r"then read `([^`]+)`", section)
-        if quoted:
-            rendered = readme_section(results, quoted.group(1))
-    return rendered
+    quoted OUT_DIR/report.md or --readme_report_path: a path, not a number)."""
+    quoted = re.search(r"then read `([^`]+)`", section)
+    return readme_section(results, quoted.group(1) if quoted else "")
 
 
 def check_published(readme: Path, root: Path) -> int:
@@ -396,7 +394,7 @@ def test_published_check_catches_numbers_that_differ_from_results_json(tmp_path)
     with pytest.raises(AssertionError, match="README_section.md is not what readme_section"):
         check_published(readme, tmp_path)
     (run / "results.json").write_text(to_json(results))
-    (run / "README_section.md").write_text(readme_section(results) + "\n" + NOTES)
+    (run / "README_section.md").write_text(readme_section(results, REPORT_PATH) + "\n" + NOTES)
     with pytest.raises(AssertionError, match="RESULTS.md does not quote"):
         check_published(readme, tmp_path)
     (run / "RESULTS.md").write_text(results_md.results_markdown(run, run / "RESULTS.md", env=ENV))

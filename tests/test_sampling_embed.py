@@ -6,12 +6,13 @@ import pytest
 import soundfile as sf
 import torch
 
+from espnet2_sonar.nn.frozen_extractor import FrozenExtractor
 from espnet2_sonar.sampling.embed import embed_batch, extract_embeddings, load_cached
 from espnet2_sonar.sampling.mixing import mix_lists, read_kaldi_map, write_kaldi_map, write_mixed_dir
 from sonar_fixtures import random_official_encoder, write_wav_dir
 
 # ----------------------------------------------------------------------------- embedding
-class FrameStats(torch.nn.Module):
+class FrameStats(torch.nn.Module, FrozenExtractor):
     """Test double of the encoder: per-frame statistics -> two small layers.
 
     extract_layers(wavs [B, T], lengths [B]) -> [h0 [B, N, 4], h1 [B, N, 6]]; N = ceil(T / 160).

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from espnet2_sonar.beats.interop_tokenizer import save_official_tokenizer
+from espnet2_sonar.tokenizer.interop import save_official_tokenizer
 from espnet2_sonar.beats.predictor import BeatsPredictor
 from espnet2_sonar.beats.encoder_choice import SonarBeatsEncoder
 from espnet2_sonar.sonar.model import SonarModel
@@ -164,7 +164,7 @@ def test_grown_codebook_heads_read_live_rows_and_tok_targets_t0(tokenizer_ckpt):
     """After T's codebook grows, L_MAM is CE over head_new's first num_codes rows against T's
     codes (grown ids included) and L_tok is CE over head_old's first K0 rows against the codes
     of T0 (the initial tokenizer, loaded here on its own); rows past those are never read."""
-    from espnet2_sonar.beats.formats import load_beats_tokenizer
+    from espnet2_sonar.tokenizer.formats import load_beats_tokenizer
 
     wavs, lengths = _batch()
     model = _model(tokenizer_ckpt, 1.0, 0.0, occ=dict(novelty_threshold=1.01, expand_trigger=0.0,

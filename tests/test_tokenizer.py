@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from espnet2_sonar.beats.encoder import BeatsEncoder
-from espnet2_sonar.beats.interop_tokenizer import (
+from espnet2_sonar.tokenizer.interop import (
     QUANTIZE_KEYS,
     load_official_tokenizer,
     official_tokenizer_checkpoint,

@@ -129,8 +129,8 @@ def tokenizer_choice(opts: AdaptOptions) -> tuple[str, Optional[Path]]:
 
 
 def _check_tokenizer(path: Path, what: str):
-    """The tokenizer at ``path`` (any format ``beats.formats`` reads), or ``AdaptError``."""
-    from espnet2_sonar.beats.formats import load_beats_tokenizer
+    """The tokenizer at ``path`` (any format ``tokenizer.formats`` reads), or ``AdaptError``."""
+    from espnet2_sonar.tokenizer.formats import load_beats_tokenizer
 
     _load_checkpoint(path, what)
     try:
@@ -325,7 +325,7 @@ def adapt(opts: AdaptOptions) -> dict:
     from espnet2_sonar.adapt import report as report_mod
     from espnet2_sonar.adapt.scan import split_heldout, utterance_digest, write_pool
     from espnet2_sonar.beats.formats import write_checkpoint
-    from espnet2_sonar.beats.interop_tokenizer import official_tokenizer_checkpoint
+    from espnet2_sonar.tokenizer.interop import official_tokenizer_checkpoint
     from espnet2_sonar.data.kaldi_dir import write_kaldi_dir
 
     started, t0 = _now(), time.time()
@@ -439,7 +439,7 @@ def _data_args(lists: Path) -> List[str]:
 
 def _verify_export(lay: Layout) -> None:
     from espnet2_sonar.beats.interop import load_official
-    from espnet2_sonar.beats.interop_tokenizer import load_official_tokenizer
+    from espnet2_sonar.tokenizer.interop import load_official_tokenizer
 
     load_official(lay.encoder)
     load_official_tokenizer(lay.tokenizer)

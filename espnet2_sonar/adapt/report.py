@@ -106,7 +106,7 @@ def compute_drift(ctx: Context) -> dict:
 
 def codebook_stats(ctx: Context) -> dict:
     """Base and adapted codebook sizes and the per-epoch train means of ``CODEBOOK_KEYS``."""
-    from espnet2_sonar.beats.formats import load_beats_tokenizer
+    from espnet2_sonar.tokenizer.formats import load_beats_tokenizer
     from espnet2_sonar.eval.report import CODEBOOK_KEYS, _stats_from_checkpoint, _stats_from_log
 
     exp = ctx.lay.exp

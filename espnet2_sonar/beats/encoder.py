@@ -17,7 +17,7 @@ converts to and from the official ``{'cfg', 'model'}`` format.
 """
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import ClassVar, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -28,6 +28,7 @@ from espnet2_sonar.beats.config import BeatsConfig
 from espnet2_sonar.beats.frontend import NUM_MEL_BINS, BeatsFrontend
 from espnet2_sonar.beats.layers import BeatsTransformer
 from espnet2_sonar.beats.masking import gather_patches, make_mask, valid_patches, visible_patches
+from espnet2_sonar.nn.frozen_extractor import FrozenExtractor
 
 
 @dataclass
@@ -56,7 +57,7 @@ class EncoderOutput:
         return self.layers[-1]
 
 
-class BeatsEncoder(AbsEncoder):
+class BeatsEncoder(AbsEncoder, FrozenExtractor):
     """BEATs encoder built from a ``BeatsConfig``.
 
     Args:
@@ -68,6 +69,9 @@ class BeatsEncoder(AbsEncoder):
         input_size: ignored; accepted so ESPnet's ``--encoder_conf`` (which passes the
             frontend's output size) works.
     """
+
+    CONF_KEYS: ClassVar[Tuple[str, ...]] = ("config", "fbank_mean", "fbank_std", "input_size")
+    """The keyword arguments of ``__init__``: the keys an ESPnet ``encoder_conf`` for it may hold."""
 
     def __init__(
         self,

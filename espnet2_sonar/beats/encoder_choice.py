@@ -4,7 +4,7 @@ ESPnet's ``ClassChoices`` wants classes whose keyword arguments are what ``--enc
 holds, so ``--print_config`` lists them and YAML configs stay small.
 """
 
-from typing import Any, Dict, Optional
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 from espnet2_sonar.beats.config import BeatsConfig
 from espnet2_sonar.beats.encoder import BeatsEncoder
@@ -20,6 +20,9 @@ class SonarBeatsEncoder(BeatsEncoder):
             cfg wins, ``config`` may still override training-only fields such as dropouts.
         config: BeatsConfig field overrides.
     """
+
+    CONF_KEYS: ClassVar[Tuple[str, ...]] = ("arch", "init", "config")
+    """The keyword arguments of ``__init__``: the keys of SonarTask's ``--encoder_conf``."""
 
     def __init__(self, arch: str = "tiny", init: Optional[str] = None, config: Optional[Dict[str, Any]] = None):
         if init:

@@ -1,6 +1,7 @@
 """Every BEATs checkpoint format users have -> the canonical official format; ESPnet format out.
 
-Formats read (``detect_format``), encoder and tokenizer files alike:
+Formats read (``detect_format``), encoder and tokenizer files alike (the tokenizer's side,
+``load_beats_tokenizer`` and its ESPnet cfg keys, is ``espnet2_sonar.tokenizer.formats``):
 
 ==================  ===========================================================================
 official            microsoft/unilm ``{'cfg', 'model'}`` (``BEATs_iter3*.pt``,
@@ -23,7 +24,7 @@ fbank statistics: a cfg without ``fbank_mean`` / ``fbank_std`` gets the official
 15.41663 / 6.55582, or for the espnet format ESPnet's 15.29130 / 5.90532 (what ESPnet's
 ``BeatsEncoder`` applies unless told otherwise). The canonical checkpoint always states them.
 
-The canonical form is what ``interop.encoder_from_official`` / ``tokenizer_from_official``
+The canonical form is what ``interop.encoder_from_official`` / ``tokenizer.interop.tokenizer_from_official``
 read strictly with no ignore list: only the keys named above are ever dropped, anything else
 unknown still fails naming the key and the file. Checkpoint arguments accept a Hugging Face
 spec (``hf://OWNER/REPO/PATH``, see ``espnet2_sonar.utils.hub``) wherever a path is accepted.
@@ -37,7 +38,7 @@ reads the statistics from its constructor arguments, never from the cfg.
 import io
 import logging
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -56,12 +57,12 @@ ESPNET_CFG_KEYS = (
 )  # fmt: skip
 """cfg keys of ESPnet's ``BeatsConfig`` that are not encoder hyper-parameters (its
 pre-training predictor, masking, attention kernel)."""
-_FINETUNE_CFG_KEYS = ("finetuned_model", "predictor_dropout", "predictor_class")
 _PREFIX = "encoder."
 FORMATS = ("official", "official_finetuned", "espnet")
 
 
-def _is_tokenizer_state(model: Mapping[str, Any]) -> bool:
+def is_tokenizer_state(model: Mapping[str, Any]) -> bool:
+    """Whether a BEATs-family state dict is a tokenizer's (it has a quantizer)."""
     return any(k.startswith(("quantize.", "quantize_layer.")) for k in model)
 
 
@@ -93,11 +94,21 @@ def detect_format(ckpt: Any, source: str = "checkpoint") -> str:
     return "official"
 
 
-def _canonical(ckpt: Mapping[str, Any], source: str, tokenizer: bool) -> Dict[str, Any]:
+def canonical_parts(
+    ckpt: Mapping[str, Any],
+    source: str,
+    kind: str = "encoder",
+    espnet_cfg_renames: Optional[Mapping[str, str]] = None,
+    espnet_cfg_drop: Tuple[str, ...] = (),
+) -> Tuple[str, Dict[str, Any], Dict[str, Any], List[str]]:
+    """The step every BEATs-family file (``kind``: ``encoder`` or ``tokenizer``) goes through:
+    detect the format, check the kind, strip ESPnet's extras (for the espnet format also rename
+    ``espnet_cfg_renames`` and drop ``espnet_cfg_drop`` cfg keys, the kind's own), state the
+    fbank statistics. Returns (format, cfg, model, what was dropped)."""
     fmt = detect_format(ckpt, source)
     cfg, model = dict(ckpt.get("cfg") or {}), dict(ckpt["model"])
-    if _is_tokenizer_state(model) != tokenizer:
-        other, want = ("encoder", "a tokenizer") if tokenizer else ("tokenizer", "an encoder")
+    if is_tokenizer_state(model) != (kind == "tokenizer"):
+        other, want = ("encoder", "a tokenizer") if kind == "tokenizer" else ("tokenizer", "an encoder")
         raise CheckpointMismatchError(f"{source}: this is a BEATs {other} checkpoint, not {want}")
     dropped = []
     if fmt == "espnet":
@@ -108,36 +119,37 @@ def _canonical(ckpt: Mapping[str, Any], source: str, tokenizer: bool) -> Dict[st
             model = {k[len(_PREFIX) :]: v for k, v in model.items() if k.startswith(_PREFIX)}
         dropped += [k for k in ESPNET_PAD_KEYS if model.pop(k, None) is not None]
         dropped += [f"cfg.{k}" for k in ESPNET_CFG_KEYS if cfg.pop(k, None) is not None]
-        if tokenizer:
-            if "embed_loss_beta" in cfg:
-                cfg["codebook_beta"] = cfg.pop("embed_loss_beta")
-            dropped += [f"cfg.{k}" for k in _FINETUNE_CFG_KEYS if cfg.pop(k, None) is not None]
+        for old, new in (espnet_cfg_renames or {}).items():
+            if old in cfg:
+                cfg[new] = cfg.pop(old)
+        dropped += [f"cfg.{k}" for k in espnet_cfg_drop if cfg.pop(k, None) is not None]
         cfg.setdefault("fbank_mean", ESPNET_FBANK_MEAN)
         cfg.setdefault("fbank_std", ESPNET_FBANK_STD)
     else:
         cfg.setdefault("fbank_mean", FBANK_MEAN)
         cfg.setdefault("fbank_std", FBANK_STD)
-    head = [k for k in model if k.startswith("predictor.")]
-    if head and not tokenizer:
-        dropped += head
-        model = {k: v for k, v in model.items() if not k.startswith("predictor.")}
-    if not tokenizer and (cfg.get("finetuned_model") or head):
-        cfg["finetuned_model"] = False
+    return fmt, cfg, model, dropped
+
+
+def log_dropped(ckpt: Mapping[str, Any], source: str, fmt: str, dropped: List[str]) -> None:
+    """Log what canonicalising ``ckpt`` dropped (keys, and its ``label_dict`` / ``token_list``)."""
     extras = [k for k in ("label_dict", "token_list") if k in ckpt]
     if dropped or extras:
         log.info("%s (%s format): dropped %s; the encoder weights are kept", source, fmt, ", ".join(dropped + extras))
-    return {"cfg": cfg, "model": model}
 
 
 def canonical_encoder_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -> Dict[str, Any]:
     """Any encoder format (see module doc) -> ``{'cfg', 'model'}`` that ``encoder_from_official``
     reads strictly, cfg stating the fbank statistics."""
-    return _canonical(ckpt, source, tokenizer=False)
-
-
-def canonical_tokenizer_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -> Dict[str, Any]:
-    """Any tokenizer format -> ``{'cfg', 'model'}`` that ``tokenizer_from_official`` reads strictly."""
-    return _canonical(ckpt, source, tokenizer=True)
+    fmt, cfg, model, dropped = canonical_parts(ckpt, source)
+    head = [k for k in model if k.startswith("predictor.")]
+    if head:
+        dropped += head
+        model = {k: v for k, v in model.items() if not k.startswith("predictor.")}
+    if cfg.get("finetuned_model") or head:
+        cfg["finetuned_model"] = False
+    log_dropped(ckpt, source, fmt, dropped)
+    return {"cfg": cfg, "model": model}
 
 
 def read_checkpoint(spec: str | Path) -> tuple:
@@ -158,15 +170,6 @@ def load_beats_encoder(spec: str | Path, overrides: Optional[Dict[str, Any]] = N
     ``overrides``: cfg fields to replace (e.g. dropouts, or fbank statistics)."""
     ckpt, path = read_checkpoint(spec)
     return encoder_from_official(canonical_encoder_checkpoint(ckpt, str(path)), overrides=overrides, source=str(path))
-
-
-def load_beats_tokenizer(spec: str | Path, overrides: Optional[Dict[str, Any]] = None):
-    """A BeatsTokenizer (eval mode) from a file or Hub spec in any format (see module doc)."""
-    from espnet2_sonar.beats.interop_tokenizer import tokenizer_from_official
-
-    ckpt, path = read_checkpoint(spec)
-    canonical = canonical_tokenizer_checkpoint(ckpt, str(path))
-    return tokenizer_from_official(canonical, overrides=overrides, source=str(path))
 
 
 # ---------------------------------------------------------------- ESPnet format out
@@ -216,20 +219,13 @@ def write_checkpoint(ckpt: Dict[str, Any], path: str | Path, espnet_conf: bool =
     return path
 
 
-def install_checkpoint(spec: str | Path, out: str | Path, kind: str = "encoder", fmt: str = "official") -> Path:
-    """Read ``spec`` (file or Hub spec, any format), check it loads, and write it to ``out``
-    in the canonical official format (``fmt="espnet"``: ESPnet's, encoders only). Rewriting the
-    same content leaves ``out`` untouched, so stage guards that compare mtimes see no change."""
-    from espnet2_sonar.beats.interop_tokenizer import official_tokenizer_checkpoint
-
-    if kind not in ("encoder", "tokenizer") or fmt not in ("official", "espnet"):
-        raise ValueError(f"kind must be encoder|tokenizer and fmt official|espnet, got {kind!r}, {fmt!r}")
-    if kind == "encoder":
-        ckpt = official_checkpoint(load_beats_encoder(spec))
-    else:
-        if fmt == "espnet":
-            raise ValueError("the ESPnet format is written for encoders only")
-        ckpt = official_tokenizer_checkpoint(load_beats_tokenizer(spec))
+def install_encoder(spec: str | Path, out: str | Path, fmt: str = "official") -> Path:
+    """Read the encoder ``spec`` (file or Hub spec, any format), check it loads, and write it to
+    ``out`` in the canonical official format (``fmt="espnet"``: ESPnet's). Rewriting the same
+    content leaves ``out`` untouched, so stage guards that compare mtimes see no change."""
+    if fmt not in ("official", "espnet"):
+        raise ValueError(f"fmt must be official|espnet, got {fmt!r}")
+    ckpt = official_checkpoint(load_beats_encoder(spec))
     if fmt == "espnet":
         return write_checkpoint(espnet_checkpoint(ckpt), Path(out), espnet_conf=True)
     return write_checkpoint(ckpt, Path(out))

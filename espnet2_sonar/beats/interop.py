@@ -20,7 +20,8 @@ checkpoint lacks, and shape mismatches raise an error naming them and the file. 
 matching an ``ignore`` glob (e.g. ``"predictor.*"`` of a fine-tuned checkpoint) are
 skipped; ignoring a key the encoder needs still fails as missing. Fine-tuned official files,
 ESPnet/OpenBEATs files and Hugging Face specs are turned into this format by ``beats.formats``
-(``load_beats_encoder``, ``load_beats_tokenizer``), which every loader of user checkpoints uses.
+(``load_beats_encoder``; tokenizers: ``tokenizer.formats.load_beats_tokenizer``), which every
+loader of user checkpoints uses.
 """
 
 import fnmatch

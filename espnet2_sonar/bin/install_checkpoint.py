@@ -8,9 +8,9 @@
 
 ``--src`` is a file or a Hugging Face spec (``hf://OWNER/REPO[@REV]/PATH``, or a
 ``https://huggingface.co/.../resolve/...`` URL) holding an official pre-trained or fine-tuned
-BEATs file, an ESPnet/OpenBEATs one, or ours (see ``espnet2_sonar.beats.formats``). The
-output states its fbank statistics in cfg; a fine-tuned classifier is dropped. ``--format
-espnet`` writes ESPnet's format and ``OUT.yaml`` with the ``encoder_conf`` ESPnet needs. An
+BEATs file, an ESPnet/OpenBEATs one, or ours (see ``espnet2_sonar.beats.formats``; for
+``--kind tokenizer``, ``espnet2_sonar.tokenizer.formats``). The output states its fbank
+statistics in cfg; a fine-tuned classifier is dropped. ``--format espnet`` writes ESPnet's format and ``OUT.yaml`` with the ``encoder_conf`` ESPnet needs. An
 output that already holds the same content is left untouched (the recipe's stage 2).
 """
 
@@ -28,11 +28,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--format", choices=("official", "espnet"), default="official", dest="fmt")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from espnet2_sonar.beats.formats import install_checkpoint
+    from espnet2_sonar.beats.formats import install_encoder
     from espnet2_sonar.beats.interop import CheckpointMismatchError
+    from espnet2_sonar.tokenizer.formats import install_tokenizer
 
+    install = {"encoder": install_encoder, "tokenizer": install_tokenizer}[args.kind]
     try:
-        out = install_checkpoint(args.src, args.out, kind=args.kind, fmt=args.fmt)
+        out = install(args.src, args.out, fmt=args.fmt)
     except (CheckpointMismatchError, FileNotFoundError, ValueError) as e:
         print(f"install_checkpoint: --src {args.src}: {e}", file=sys.stderr)
         return 1

@@ -51,7 +51,7 @@ def summarise(cos: np.ndarray) -> Dict[str, object]:
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
-    from espnet2_sonar.beats.formats import load_beats_tokenizer
+    from espnet2_sonar.tokenizer.formats import load_beats_tokenizer
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokenizer", required=True, help="BEATs tokenizer checkpoint (any format) or hf:// spec")

@@ -1,8 +1,8 @@
 """Continual-learning report (recipe stage 7): tables, plots, verdict.
 
     python -m espnet2_sonar.bin.report --eval_dir EXP/eval --exp_dir EXP \\
-        --methods "sonar dcp" --domains "music bio env" --tasks "voice_gender prior_sfx instrument animal foley" \\
-        --out_dir EXP/report [--task_domain voice_gender=prior,prior_sfx=prior,instrument=music,...]
+        --methods "sonar dcp" --domains "music bio" --tasks "calls songs engines" \\
+        --task_domain calls=prior,songs=music,engines=bio --out_dir EXP/report
 
 Reads EVAL_DIR/<base|[tseed<T>/]method/domain>/<task>/seed<N>.json (stage 6; ``tseed<T>/`` with
 --train_seeds) and, for codebook plots, EXP_DIR/[tseed<T>/]<method>/<domain>/checkpoint.pth (or train.log). Writes OUT_DIR/results.json,
@@ -12,10 +12,9 @@ NaN cells and are listed in report.md.
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Dict, List, Optional
-
-from espnet2_sonar.eval.report import DEFAULT_TASK_DOMAIN
 
 
 def parse_pairs(option: str):
@@ -34,7 +33,17 @@ def parse_pairs(option: str):
 
 
 parse_task_domain = parse_pairs("--task_domain")
-"""``"voice_gender=prior,instrument=music"`` -> ``{"voice_gender": "prior", "instrument": "music"}``."""
+"""``"calls=prior,songs=music"`` -> ``{"calls": "prior", "songs": "music"}``."""
+
+
+def quoted_path(path: Path) -> str:
+    """``path`` as a reader of the repository finds it: relative to the enclosing git work tree
+    (a recipe's ``exp/report/report.md`` -> ``<recipe dir>/exp/report/report.md``), else as given."""
+    absolute = Path(os.path.abspath(path))  # not resolve(): a symlinked exp dir stays inside the tree
+    for root in absolute.parents:
+        if (root / ".git").exists():
+            return absolute.relative_to(root).as_posix()
+    return str(path)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -43,15 +52,16 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp_dir", default=None, help="experiment dir with <method>/<domain> stage dirs")
     p.add_argument("--methods", required=True, help='e.g. "sonar dcp"')
     p.add_argument("--domains", required=True, help='adapted domains in stage order, e.g. "music bio env"')
-    p.add_argument("--tasks", required=True, help='probe tasks, e.g. "voice_gender prior_sfx instrument animal foley"')
+    p.add_argument("--tasks", required=True, help='probe tasks, e.g. "calls songs engines"')
     p.add_argument("--seeds", default=None, help='expected probe seeds (default: all found), e.g. "0 1 2"')
     p.add_argument("--train_seeds", default=None,
                    help='training seeds of the continual methods, e.g. "0 1 2": stage results are read from '
                         'EVAL_DIR/tseed<T>/<method>/<domain> and error bars are over training runs (default: '
                         'one run, unprefixed names, probe seeds as replicates)')
-    p.add_argument("--task_domain", type=parse_task_domain,
-                   default=",".join(f"{t}={d}" for t, d in DEFAULT_TASK_DOMAIN.items()),
-                   help="task=domain pairs, comma-separated")
+    p.add_argument("--task_domain", type=parse_task_domain, required=True,
+                   help="task=domain pairs, comma-separated, one per --tasks task (the recipe's map, "
+                        "run.sh's task_domain): a --domains domain makes it that stage's new task, "
+                        "any other (e.g. prior) an old task")
     p.add_argument("--stage0", type=parse_pairs("--stage0"), default="decar=decar/prior",
                    help="method=name pairs: a method whose stage 0 is its own model, not the shared "
                         "base (DECAR pre-trains on the prior pool itself); comma-separated")
@@ -62,7 +72,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="markdown file appended to report.md and README_section.md (e.g. what was "
                         "investigated on valid data); a missing file is an error")
     p.add_argument("--readme_report_path", default=None,
-                   help="report path quoted in README_section.md (default: the debian_sounds recipe's)")
+                   help="report path quoted in README_section.md (default: OUT_DIR/report.md, relative "
+                        "to the repository that holds it)")
     return p
 
 
@@ -70,8 +81,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     from espnet2_sonar.eval.plots import write_plots
     from espnet2_sonar.eval.report import (ReportSpec, build_results, load_codebook_stats,
                                            load_probe_results, reference_results, to_json)
-    from espnet2_sonar.eval.report_tables import (DEFAULT_REPORT_PATH, readme_section, report_markdown,
-                                                  results_csv)
+    from espnet2_sonar.eval.report_files import readme_section, report_markdown, results_csv
     from espnet2_sonar.eval.verdict import load_drift
 
     args = get_parser().parse_args(argv)
@@ -101,7 +111,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         notes = "\n" + Path(args.notes).read_text().strip() + "\n"
     (out / "report.md").write_text(report_markdown(results, plots, eval_dir=args.eval_dir) + notes)
     (out / "README_section.md").write_text(
-        readme_section(results, args.readme_report_path or DEFAULT_REPORT_PATH) + notes)
+        readme_section(results, args.readme_report_path or quoted_path(out / "report.md")) + notes)
     if probes.missing:
         logging.warning("%d probe result(s) missing; listed in %s", len(probes.missing), out / "report.md")
     logging.info("report: %s", out / "report.md")

@@ -6,7 +6,7 @@
 
 ESPnet recipes publish each run as ``RESULTS.md``: what was run, where and with which
 versions, then the numbers. Here the numbers are stage 7's ``README_section.md``
-(``bin/report.py``: ``report_tables.readme_section(results)`` plus the ``--notes`` file), copied
+(``bin/report.py``: ``report_files.readme_section(results, report_path)`` plus the ``--notes`` file), copied
 verbatim between the lines ``<!-- BEGIN README results -->`` and ``<!-- END README results -->``
 so that ``scripts/sync_readme_results.py`` can copy exactly that text into README.md and
 ``tests/test_results_md.py`` can check it against the committed ``results.json``. README.md's

@@ -50,7 +50,7 @@ def is_tokenizer_experiment(config: dict) -> bool:
 def export(exp_dir: str | Path, out_dir: str | Path | None = None) -> dict:
     """Export ``exp_dir``; returns the written paths by name."""
     from espnet2_sonar.beats.interop import save_official
-    from espnet2_sonar.beats.interop_tokenizer import save_official_tokenizer
+    from espnet2_sonar.tokenizer.interop import save_official_tokenizer
     from espnet2_sonar.utils.packing import pack_experiment
 
     exp_dir = Path(exp_dir)

@@ -29,6 +29,7 @@ from torch import nn
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 
 from espnet2_sonar.decar.logmel import LogMelFrontend
+from espnet2_sonar.nn.frozen_extractor import FrozenExtractor
 from espnet2_sonar.nn.masks import valid_mask
 from espnet2_sonar.nn.pooling import masked_mean as masked_mean_1d
 from espnet2_sonar.utils.config import StrictConfig
@@ -176,7 +177,7 @@ class EfficientNetOutput:
         return masked_mean_1d(self.hidden, self.lengths, dim=1)
 
 
-class EfficientNetEncoder(AbsEncoder):
+class EfficientNetEncoder(AbsEncoder, FrozenExtractor):
     """Log-mel EfficientNet encoder.
 
     Args:

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from espnet2_sonar.nn.frozen_extractor import FrozenExtractor
 from espnet2_sonar.sampling.embed import EmbeddingSet, extract_embeddings
 from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
 
 Reader = Callable[[str], np.ndarray]
 
 
-class ClusterFeatureExtractor(nn.Module):
+class ClusterFeatureExtractor(nn.Module, FrozenExtractor):
     """Adapter giving a ``DecarModel`` the extractor interface of ``sampling.embed``.
 
     ``extract_layers`` -> [features [B, 1, H]]; ``patch_lengths`` -> ones (one position).

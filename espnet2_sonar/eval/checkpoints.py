@@ -46,8 +46,8 @@ from espnet2_sonar.utils.checkpoint_kinds import CHECKPOINT_KINDS
 ENCODER_PREFIX = "encoder."
 
 KIND_LOADERS: Dict[str, Callable] = CHECKPOINT_KINDS
-"""``ckpt['kind']`` -> ``loader(ckpt, source)``, returning an encoder with the frozen-evaluation
-interface (``extract_layers``, ``patch_lengths``, ...)."""
+"""``ckpt['kind']`` -> ``loader(ckpt, source)``, returning an encoder that is a
+``nn.frozen_extractor.FrozenExtractor`` (``extract_layers``, ``patch_lengths``, ...)."""
 
 
 def kind_loader(kind: str, source: str) -> Callable:
@@ -121,17 +121,19 @@ def _encoder_conf_from_yaml(config_file: Path) -> dict:
 
 
 def _build_encoder(encoder_conf: dict, config_file: Path):
-    """``BeatsEncoder(**encoder_conf)`` when its keys are the encoder's arguments
-    (``config``, ``fbank_mean``, ...), else ``BeatsEncoder(BeatsConfig.from_dict(encoder_conf))``."""
-    import inspect
+    """The encoder an ``encoder_conf`` describes, by the keys each class declares (``CONF_KEYS``):
 
+    * only ``SonarBeatsEncoder`` keys, one of them not a ``BeatsEncoder`` key (``arch``,
+      ``init``): ``SonarBeatsEncoder(**encoder_conf)``;
+    * only ``BeatsEncoder`` keys (``config``, ``fbank_mean``, ...): ``BeatsEncoder(**encoder_conf)``;
+    * else official BEATs cfg keys: ``BeatsEncoder(BeatsConfig.from_dict(encoder_conf))``.
+    """
     from espnet2_sonar.beats.config import BeatsConfig
     from espnet2_sonar.beats.encoder import BeatsEncoder
-
     from espnet2_sonar.beats.encoder_choice import SonarBeatsEncoder
 
-    arguments = set(inspect.signature(BeatsEncoder.__init__).parameters) - {"self"}
-    sonar_arguments = set(inspect.signature(SonarBeatsEncoder.__init__).parameters) - {"self"}
+    arguments = set(BeatsEncoder.CONF_KEYS)
+    sonar_arguments = set(SonarBeatsEncoder.CONF_KEYS)
     try:
         if set(encoder_conf) <= sonar_arguments and set(encoder_conf) - arguments:
             # SonarTask's ``--encoder_conf {arch, init, config}`` (weights come from the model file)

@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Mapping, Optional
 import torch
 from torch import Tensor
 
+from espnet2_sonar.nn.frozen_extractor import FrozenExtractor
 from espnet2_sonar.utils.precision import autocast_context, check_precision, precision_record
 
 
@@ -44,7 +45,7 @@ def layer_features(encoder, clips: Mapping[str, Tensor], precision: str = "fp32"
         lengths = torch.tensor([wav.numel()])
         with autocast_context(precision, "cpu"):
             layers = encoder.extract_layers(wav[None], lengths)
-        n = int(encoder.patch_lengths(lengths)[0]) if hasattr(encoder, "patch_lengths") else layers[0].shape[1]
+        n = int(encoder.patch_lengths(lengths)[0]) if isinstance(encoder, FrozenExtractor) else layers[0].shape[1]
         out.append([h[0, :n].float() for h in layers])
     return out
 

@@ -14,12 +14,13 @@ from torch import Tensor, nn
 
 from espnet2_sonar.beats.frontend import BeatsFrontend
 from espnet2_sonar.beats.masking import valid_patches
+from espnet2_sonar.nn.frozen_extractor import FrozenExtractor
 from espnet2_sonar.utils.checkpoint_kinds import register_checkpoint_kind
 
 KIND = "logmel_stats"
 
 
-class LogMelStats(nn.Module):
+class LogMelStats(nn.Module, FrozenExtractor):
     """Waveforms [B, T] -> [[B, 1, 256]]: per-band mean || std of the fbank over valid frames."""
 
     def __init__(self):

@@ -240,7 +240,8 @@ def run_probe(
     import time
 
     from espnet2_sonar.eval.checkpoints import load_encoder, resolve_checkpoint
-    from espnet2_sonar.eval.embeddings import load_or_extract, read_labelled_dir
+    from espnet2_sonar.data.labelled_dir import read_labelled_dir
+    from espnet2_sonar.eval.embeddings import load_or_extract
     from espnet2_sonar.eval.metrics import classification_metrics
 
     config = config or ProbeConfig()

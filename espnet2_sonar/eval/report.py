@@ -39,8 +39,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from espnet2_sonar.eval.metrics import adaptation_gain, relative_forgetting
-from espnet2_sonar.eval.report_spec import (  # noqa: F401 - DEFAULT_TASK_DOMAIN, ReportSpec: re-exported
-    DEFAULT_TASK_DOMAIN,
+from espnet2_sonar.eval.report_spec import (  # noqa: F401 - ReportSpec: re-exported
     ProbeResults,
     ProbeScore,
     ReportSpec,

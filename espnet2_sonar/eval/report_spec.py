@@ -7,9 +7,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-DEFAULT_TASK_DOMAIN = {"voice_gender": "prior", "prior_sfx": "prior", "instrument": "music", "animal": "bio",
-                       "foley": "env", "langid": "speech"}
-
 
 @dataclass
 class ReportSpec:
@@ -21,8 +18,9 @@ class ReportSpec:
     """Adapted domains in stage order: ``domains[k - 1]`` is learned at stage k."""
     tasks: List[str]
     """Probe tasks (columns of the accuracy matrix)."""
-    task_domain: Dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TASK_DOMAIN))
-    """Domain of each task; tasks whose domain is not in ``domains`` are the old tasks."""
+    task_domain: Dict[str, str]
+    """Domain of each task; tasks whose domain is not in ``domains`` are the old tasks. The corpus's
+    map comes from its recipe (run.sh's ``task_domain``, passed as ``--task_domain``)."""
     seeds: Optional[List[int]] = None
     """Expected probe seeds; None: every seed found on disk."""
     stage0: Dict[str, str] = field(default_factory=dict)

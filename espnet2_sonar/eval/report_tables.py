@@ -1,21 +1,17 @@
-"""Text outputs of the continual-learning report: report.md, the README section, results.csv.
+"""Markdown tables and phrases of the continual-learning report, one function per table;
+``report_files`` assembles them into report.md and the README section.
 
 All take the dict of ``report.build_results`` (fractions; NaN or None where missing) and
 show accuracy in %, gains in accuracy points, forgetting in % of the starting accuracy.
 """
 
-import csv
-import io
 import math
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from espnet2_sonar.eval.verdict import FLOOR, MEASURABLE_MARGIN, base_accuracy, clears
 
-DEFAULT_REPORT_PATH = "egs2/debian_sounds/sonar1/exp/report/report.md"
-_ARROW = " \u2192 "
 
-
-def _ok(v) -> bool:
+def is_number(v) -> bool:
     return v is not None and math.isfinite(v)
 
 
@@ -25,13 +21,13 @@ def fmt(stat: Optional[dict], signed: bool = False, n_seeds: Optional[int] = Non
     A number over one replicate reads ``"81.2 (n=1)"``, never ``± 0.0``; with ``n_seeds``, a
     number averaged over fewer replicates than expected also says so: ``"81.2 ± 3.0 (n=2)"``.
     """
-    if not stat or not _ok(stat.get("mean")):
+    if not stat or not is_number(stat.get("mean")):
         return "—"
     text = f"{stat['mean'] * 100:+.1f}" if signed else f"{stat['mean'] * 100:.1f}"
     n = stat.get("n")
     if n == 1:
         return text + " (n=1)"
-    text += f" ± {stat['std'] * 100:.1f}" if _ok(stat.get("std")) else ""
+    text += f" ± {stat['std'] * 100:.1f}" if is_number(stat.get("std")) else ""
     if n_seeds is not None and n is not None and n < n_seeds:
         text += f" (n={n})"
     return text
@@ -55,7 +51,7 @@ def replicate_sentence(results: dict) -> str:
             "seeds only, not training runs)")
 
 
-def _table(header, rows) -> str:
+def markdown_table(header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
@@ -67,11 +63,11 @@ def summary_table(results: dict) -> str:
     n = n_replicates(results)
     rows = [[f"**{m}**", fmt(r["mean_gain"], True, n), fmt(r["mean_forgetting_old"], False, n),
              fmt(r["mean_backward_forgetting"], False, n)] for m, r in results["methods"].items()]
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def _interval_text(interval: Optional[dict], scale: float = 100.0, unit: str = "") -> str:
-    if not interval or not (_ok(interval.get("low")) and _ok(interval.get("high"))):
+    if not interval or not (is_number(interval.get("low")) and is_number(interval.get("high"))):
         return "no test (fewer than 2 replicates)"
     return (f"{interval['level'] * 100:.0f}% CI [{interval['low'] * scale:+.1f}, {interval['high'] * scale:+.1f}]{unit}"
             if scale != 1.0 else
@@ -79,10 +75,10 @@ def _interval_text(interval: Optional[dict], scale: float = 100.0, unit: str = "
 
 
 def _pm(mean, std, scale=100.0, signed=False, digits=1) -> str:
-    if not _ok(mean):
+    if not is_number(mean):
         return "—"
     text = f"{mean * scale:+.{digits}f}" if signed else f"{mean * scale:.{digits}f}"
-    return text + (f" ± {std * scale:.{digits}f}" if _ok(std) else "")
+    return text + (f" ± {std * scale:.{digits}f}" if is_number(std) else "")
 
 
 def verdict_text(v: dict, method_stats: Optional[dict] = None) -> str:
@@ -144,7 +140,7 @@ def verdict_text(v: dict, method_stats: Optional[dict] = None) -> str:
 
 
 def _clears(stat: dict, floor: dict) -> str:
-    if not (_ok(stat.get("mean")) and _ok(floor.get("mean"))):
+    if not (is_number(stat.get("mean")) and is_number(floor.get("mean"))):
         return "—"
     above = clears(stat["mean"], stat.get("std"), floor["mean"], floor.get("std"))
     return f"{(stat['mean'] - floor['mean']) * 100:+.1f}" + ("" if above else " **no**")
@@ -181,7 +177,7 @@ def floor_table(results: dict) -> Optional[str]:
     for name, per_task in refs.items():
         if name != FLOOR:
             rows.append(row(name, name, [per_task[t] for t in spec["tasks"]]))
-    return _table(["encoder"] + [_task_head(results, t) for t in spec["tasks"]], rows)
+    return markdown_table(["encoder"] + [task_head(results, t) for t in spec["tasks"]], rows)
 
 
 def task_floor_table(results: dict) -> Optional[str]:
@@ -197,7 +193,7 @@ def task_floor_table(results: dict) -> Optional[str]:
         learnable = "—" if e["learnable"] is None else ("yes" if e["learnable"] else "**no**")
         rows.append([task, spec["task_domain"][task] + (" (old)" if task in spec["old_tasks"] else ""), chance]
                     + [fmt(e["references"].get(n)) for n in names] + [learnable])
-    return _table(["task", "domain", "chance"] + [f"`{n}`" for n in names] + ["learnable"], rows)
+    return markdown_table(["task", "domain", "chance"] + [f"`{n}`" for n in names] + ["learnable"], rows)
 
 
 def stage_labels(results: dict, method: Optional[str] = None) -> List[str]:
@@ -218,7 +214,7 @@ def stage0_note(results: dict) -> str:
             "pool, which its gain and forgetting are measured against.")
 
 
-def _task_head(results: dict, task: str) -> str:
+def task_head(results: dict, task: str) -> str:
     return f"{task} ({results['spec']['task_domain'][task]})"
 
 
@@ -233,10 +229,10 @@ def accuracy_table(results: dict, method: str) -> str:
                        n_seeds=n_replicates(results))
             cells.append(f"**{cell}**" if i > 0 and spec["task_domain"][task] == spec["domains"][i - 1] else cell)
         rows.append([stage] + cells)
-    return _table(["after stage"] + [_task_head(results, t) for t in spec["tasks"]], rows)
+    return markdown_table(["after stage"] + [task_head(results, t) for t in spec["tasks"]], rows)
 
 
-def _per_task_table(results: dict, key: str, mean_key: str, signed: bool) -> Optional[str]:
+def per_task_table(results: dict, key: str, mean_key: str, signed: bool) -> Optional[str]:
     tasks = list(next(iter(results["methods"].values()))[key])
     if not tasks:
         return None
@@ -250,7 +246,7 @@ def _per_task_table(results: dict, key: str, mean_key: str, signed: bool) -> Opt
     n = n_replicates(results)
     rows = [[f"**{m}**"] + [fmt(r[key][t], signed, n) for t in tasks] + [fmt(r[mean_key], signed, n)]
             for m, r in results["methods"].items()]
-    return _table(["method"] + [head(t) for t in tasks] + ["mean"], rows)
+    return markdown_table(["method"] + [head(t) for t in tasks] + ["mean"], rows)
 
 
 def _ref_replicates(per_task: dict) -> str:
@@ -262,7 +258,7 @@ def _ref_replicates(per_task: dict) -> str:
 def _drift_cell(mean: float, std: float, n: int) -> str:
     if n == 1:
         return f"{mean:.4f} (n=1)"
-    return f"{mean:.4f} ± {std:.4f}" if _ok(std) else f"{mean:.4f}"
+    return f"{mean:.4f} ± {std:.4f}" if is_number(std) else f"{mean:.4f}"
 
 
 def new_task_floor_table(results: dict) -> Optional[str]:
@@ -276,7 +272,7 @@ def new_task_floor_table(results: dict) -> Optional[str]:
         floor = {"mean": e["floor"], "std": e["floor_std"]}
         rows.append([f"{t} (stage {e['stage']})", fmt(floor), _clears({"mean": e["base"], "std": e["base_std"]}, floor)]
                     + [_clears(e["after"][m], floor) for m in methods])
-    return _table(["new task", "random floor (%)", "base − floor (pts)"] + [f"{m} − floor (pts)" for m in methods], rows)
+    return markdown_table(["new task", "random floor (%)", "base − floor (pts)"] + [f"{m} − floor (pts)" for m in methods], rows)
 
 
 def codebook_table(results: dict) -> Optional[str]:
@@ -288,190 +284,52 @@ def codebook_table(results: dict) -> Optional[str]:
             st = per.get(domain)
             if st:
                 last = [st[key][-1] if key in st and st[key] else None for key in keys]
-                rows.append([method, f"{k} +{domain}", *("—" if not _ok(v) else f"{v:.1f}" for v in last)])
+                rows.append([method, f"{k} +{domain}", *("—" if not is_number(v) else f"{v:.1f}" for v in last)])
     if not rows:
         return None
-    return _table(["method", "stage", "codebook size", "usage perplexity", "dead codes", "protected codes"], rows)
+    return markdown_table(["method", "stage", "codebook size", "usage perplexity", "dead codes", "protected codes"], rows)
 
 
-def report_markdown(results: dict, plots: Dict[str, str], eval_dir: Optional[str] = None) -> str:
-    """The full report.md; ``plots`` maps figure ids to file names (``plots.write_plots``)."""
-    spec, out = results["spec"], []
-    old = set(spec["old_tasks"])
-    task_list = ", ".join(
-        f"{t} ({spec['task_domain'][t]}, {'old' if t in old else 'new'})" for t in spec["tasks"])
-    n_missing = len(results["missing"])
-    out.append("# Continual pre-training report\n")
-    out.append(
-        f"Methods: {', '.join(spec['methods'])}. Domains in stage order: {_ARROW.join(spec['domains'])}. "
-        f"Tasks: {task_list}. Probe seeds: {', '.join(map(str, spec['seeds']))}"
-        + (f". Training seeds: {', '.join(map(str, spec['train_seeds']))}" if spec.get("train_seeds") is not None else "")
-        + (f". Probe results read from `{eval_dir}`" if eval_dir else "")
-        + (f"; **{n_missing} missing** (see the end)." if n_missing else "; none missing.") + "\n")
-    out.append(
-        "Frozen-encoder probes (weighted layer sum, mean pooling, linear head), test accuracy; "
-        f"{replicate_sentence(results)}. A[i][j] = accuracy on task j after stage i. "
-        "Adaptation gain = A[k][task of domain k] \u2212 A[0][task], in accuracy points. "
-        "Forgetting on an old task = (A[0][old] \u2212 A[K][old]) / A[0][old], in % of the base accuracy "
-        "(positive = worse). Every number is computed per replicate first, then averaged." + stage0_note(results) + "\n")
-    out.append("## Summary\n")
-    out.append(summary_table(results))
-    out.append("## Verdict (SONAR vs DCP)\n")
-    out.append(verdict_text(results["verdict"], results.get("summary")))
-    if "gain_vs_forgetting" in plots:
-        out.append(f"![adaptation gain vs forgetting]({plots['gain_vs_forgetting']})\n")
-    out.append("## Accuracy after each stage (%)\n")
-    out.append("Bold: the task of the domain adapted to at that stage."
-               + (" Row 0 is the shared base model, one model in every training run, so its ± is over probe "
-                  "seeds." if spec.get("train_seeds") is not None else "") + "\n")
-    for method in spec["methods"]:
-        out.append(f"### {method}\n")
-        out.append(accuracy_table(results, method))
-        if f"accuracy_matrix_{method}" in plots:
-            out.append(f"![accuracy matrix {method}]({plots[f'accuracy_matrix_{method}']})\n")
-    if "per_stage" in plots:
-        out.append(f"![accuracy per stage]({plots['per_stage']})\n")
-    sections = [
-        ("Adaptation gain on new domains (accuracy points)", "gain", "mean_gain", True,
-         "A[k][task] \u2212 A[0][task], k = the stage that adapted to the task's domain."),
-        ("Forgetting on old tasks (% of base accuracy)", "forgetting_old", "mean_forgetting_old", False,
-         "(A[0][old] \u2212 A[K][old]) / A[0][old]; old tasks belong to no adapted domain."),
-        ("Backward forgetting of adapted domains (% of accuracy right after adaptation)", "backward_forgetting",
-         "mean_backward_forgetting", False,
-         "(A[k][task] \u2212 A[K][task]) / A[k][task]: how much of a new domain's task is lost by the "
-         "later stages; the last domain has no later stage and is left out."),
-    ]
-    for title, key, mean_key, signed, note in sections:
-        out.append(f"## {title}\n")
-        out.append(note + "\n")
-        out.append(_per_task_table(results, key, mean_key, signed) or "No task qualifies.\n")
-    floors_table = task_floor_table(results)
-    if floors_table:
-        out.append("## Tasks: chance, floors and learnability (%)\n")
-        out.append("Per task: chance (majority class of the test set), the log-mel-statistics floor "
-                   "(`logmel`: mean + std over time of the 128 fbank bands, same probe), the random-init "
-                   "floor (`random`) and any teacher (`teacher/*`, the most the base could learn from it). "
-                   "A task is learnable when some reference clears chance by more than its seed std.\n")
-        out.append(floors_table)
-    refs = results.get("references") or {}
-    if refs:
-        out.append("## Reference encoders (%)\n")
-        out.append("Encoders outside the stage matrix, probed the same way: `random` is a randomly "
-                   "initialised encoder of the base architecture (the floor every method must clear); "
-                   "`logmel` the log-mel-statistics floor; `teacher/<name>` a frozen pretrained teacher the "
-                   "base model was distilled from (`--base_teacher`); "
-                   "`decar/prior` is DECAR's pre-training stage on the prior pool; `decar/random`, when "
-                   "present, is DECAR's own architecture (the EfficientNet) before any training, the "
-                   "floor of DECAR's encoders.\n")
-        header = ["encoder", "± over"] + [_task_head(results, t) for t in spec["tasks"]]
-        rows = [[f"**{name}**", _ref_replicates(refs[name])] + [fmt(refs[name][t]) for t in spec["tasks"]]
-                for name in refs]
-        out.append(_table(header, rows))
-    table = floor_table(results)
-    if table:
-        out.append("Does each encoder clear the random-init floor of its architecture? Difference to "
-                   "`random` (or the floor named in the row) in accuracy points; **no** where it is not "
-                   "above the floor by more than the seed std of both.\n")
-        out.append(table)
+def reference_table(results: dict) -> Optional[str]:
+    """Encoders outside the stage matrix (``results["references"]``), one row each; None: none."""
+    refs, tasks = results.get("references") or {}, results["spec"]["tasks"]
+    if not refs:
+        return None
+    header = ["encoder", "± over"] + [task_head(results, t) for t in tasks]
+    rows = [[f"**{name}**", _ref_replicates(refs[name])] + [fmt(refs[name][t]) for t in tasks] for name in refs]
+    return markdown_table(header, rows)
+
+
+def old_task_floor_table(results: dict) -> Optional[str]:
+    """Did the base learn each old task (``results["old_task_floor"]``)? None: no task checked."""
     floor = results.get("old_task_floor") or {}
     checked = {t: e for t, e in floor.items() if e["learnt"] is not None}
-    if checked:
-        out.append("Did the base model learn the old tasks? Forgetting is informative only where it "
-                   "clears the random-init floor by more than the seed std of both, and by at least "
-                   f"{MEASURABLE_MARGIN * 100:.0f} points (measurable):\n")
-        rows = [[t, fmt({"mean": e["base"], "std": e["base_std"]}), fmt({"mean": e["floor"], "std": e["floor_std"]}),
-                 "yes" if e["learnt"] else "**no**",
-                 "—" if e.get("margin") is None else f"{e['margin'] * 100:+.1f}"
-                 + ("" if e.get("wide_margin") else " **narrow**"),
-                 "—" if e.get("chance") is None else f"{e['chance'] * 100:.1f}",
-                 "—" if e.get("above_chance") is None else ("yes" if e["above_chance"] else "**no**")]
-                for t, e in checked.items()]
-        out.append(_table(["old task", "base (%)", "random floor (%)", "clears the floor", "margin (pts)", "chance (%)",
-                           "base above chance"], rows))
-    table = new_task_floor_table(results)
-    if table:
-        out.append("Do the new tasks start from, and end above, the random-init floor? A gain measured from a "
-                   "base below the floor starts from features no better than random ones (**no**: not above the "
-                   "floor by more than the std of both).\n")
-        out.append(table)
-    drift = {m: d for m, d in (results.get("drift") or {}).items() if m != "random"}
-    if drift:
-        out.append("## Representation drift from the base model (old-domain audio)\n")
-        out.append("Mean over clips of 1 − cos(h, h_base) of the last layer's hidden states on the same "
-                   "held-out prior-pool clips, which no training or replay list contains "
-                   "(`espnet2_sonar.bin.drift`; mean ± std over training runs): 0 = the base model's features, a random-init "
-                   "encoder sits near 1. Label-free: it shows what the distillation keeps even where "
-                   "the probes cannot resolve forgetting.\n")
-        sets = sorted({k for d in drift.values() for k in d})
-        header = ["method", "audio"] + [f"{k} +{d}" for k, d in enumerate(spec["domains"], start=1)]
-        rows = [[f"**{m}**", a] + [_drift_cell(mu, sd, drift[m][a]["n"])
-                                   for mu, sd in zip(drift[m][a]["mean"], drift[m][a]["std"])]
-                for m in drift for a in sets if a in drift[m]]
-        rand = (results.get("drift") or {}).get("random")
-        if rand:
-            rows += [["random init", a, f"{rand[a]['mean'][0]:.4f}"] + [""] * (len(spec["domains"]) - 1)
-                     for a in sets if a in rand]
-        out.append(_table(header, rows))
-    out.append("## Codebook\n")
-    table = codebook_table(results)
-    if table is None:
-        out.append("No codebook statistics found (no `checkpoint.pth` reporter state or `train.log` "
-                   "with codebook keys in the stage directories).\n")
-    else:
-        out.append("Last-epoch train means per stage.\n")
-        out.append(table)
-        if "codebook" in plots:
-            out.append(f"![codebook]({plots['codebook']})\n")
-    out.append("## Missing\n")
-    if results["missing"]:
-        out.append("Probe results not found (their cells are NaN / \u2014):\n")
-        out.append("\n".join(f"- `{m}`" for m in results["missing"]) + "\n")
-    else:
-        out.append("None.\n")
-    return "\n".join(out)
+    if not checked:
+        return None
+    rows = [[t, fmt({"mean": e["base"], "std": e["base_std"]}), fmt({"mean": e["floor"], "std": e["floor_std"]}),
+             "yes" if e["learnt"] else "**no**",
+             "—" if e.get("margin") is None else f"{e['margin'] * 100:+.1f}"
+             + ("" if e.get("wide_margin") else " **narrow**"),
+             "—" if e.get("chance") is None else f"{e['chance'] * 100:.1f}",
+             "—" if e.get("above_chance") is None else ("yes" if e["above_chance"] else "**no**")]
+            for t, e in checked.items()]
+    return markdown_table(["old task", "base (%)", "random floor (%)", "clears the floor", "margin (pts)", "chance (%)",
+                           "base above chance"], rows)
 
 
-def readme_section(results: dict, report_path: str = DEFAULT_REPORT_PATH) -> str:
-    """Short markdown "Results" section for README.md: summary, verdict, how to reproduce."""
+def drift_table(results: dict) -> Optional[str]:
+    """Drift from the base per method, audio set and stage, random init last; None: no method's."""
     spec = results["spec"]
-    parts = [
-        "## Results\n",
-        f"Continual pre-training over {_ARROW.join(spec['domains'])}; frozen-probe test accuracy, "
-        f"{replicate_sentence(results)}. Gain: accuracy points on each new "
-        f"domain's task right after adapting to it; forgetting: % of base accuracy lost on old tasks "
-        f"({', '.join(spec['old_tasks']) or 'none'}) after the last stage.{stage0_note(results)}\n",
-        summary_table(results),
-        verdict_text(results["verdict"], results.get("summary")),
-    ]
-    if results["missing"]:
-        parts.append(f"{len(results['missing'])} probe result(s) were missing; see the full report.\n")
-    parts.append(
-        "Reproduce: `bash scripts/run_main.sh` (builds the offline corpus and runs every recipe stage), "
-        f"then read `{report_path}` (tables, plots, per-seed numbers in `results.json` / `results.csv`).\n")
-    return "\n".join(parts)
-
-
-def results_csv(results: dict) -> str:
-    """Long format: method, stage, stage_name, task, train_seed, probe_seed, accuracy, macro_f1,
-    precision (found probes only; ``train_seed`` empty for a one-run report; precision of the
-    encoder forwards, the run's ``spec.precision``).
-
-    Stage 0 (``base``) is repeated under every method so each method's rows are complete.
-    """
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["method", "stage", "stage_name", "task", "train_seed", "probe_seed", "accuracy", "macro_f1",
-                     "precision"])
-    one_run = results["spec"].get("train_seeds") is None
-    precision = results["spec"].get("precision", "fp32")
-    for method, r in results["methods"].items():
-        acc, f1 = r["accuracy"]["per_probe"], r["macro_f1"]["per_probe"]
-        for rep, per_probe in acc.items():
-            for probe_seed, matrix in per_probe.items():
-                for i, stage in enumerate(r["stages"]):
-                    for j, task in enumerate(results["spec"]["tasks"]):
-                        a, f = matrix[i][j], f1[rep][probe_seed][i][j]
-                        if _ok(a):
-                            writer.writerow([method, i, stage, task, "" if one_run else rep, probe_seed,
-                                             repr(float(a)), repr(float(f)) if _ok(f) else "", precision])
-    return buf.getvalue()
+    drift = {m: d for m, d in (results.get("drift") or {}).items() if m != "random"}
+    if not drift:
+        return None
+    sets = sorted({k for d in drift.values() for k in d})
+    header = ["method", "audio"] + [f"{k} +{d}" for k, d in enumerate(spec["domains"], start=1)]
+    rows = [[f"**{m}**", a] + [_drift_cell(mu, sd, drift[m][a]["n"])
+                               for mu, sd in zip(drift[m][a]["mean"], drift[m][a]["std"])]
+            for m in drift for a in sets if a in drift[m]]
+    rand = (results.get("drift") or {}).get("random")
+    if rand:
+        rows += [["random init", a, f"{rand[a]['mean'][0]:.4f}"] + [""] * (len(spec["domains"]) - 1)
+                 for a in sets if a in rand]
+    return markdown_table(header, rows)

@@ -1,4 +1,5 @@
-"""Model-agnostic tensor helpers shared by every model family: masks, pooling, state-dict checks.
+"""Model-agnostic tensor helpers shared by every model family: masks, pooling, state-dict checks,
+and the ``FrozenExtractor`` interface the families' encoders implement.
 
 Layer 1 of the package (above ``utils``/``data``, below the model families): modules here
 import only torch and ``espnet2_sonar.utils``.

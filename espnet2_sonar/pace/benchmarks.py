@@ -148,7 +148,7 @@ def session_offsets(num_classes: int, num_sessions: int) -> List[int]:
 
 
 def _read_split(task_dir: Path, split: str, task: str) -> List[Tuple[str, str, str]]:
-    from espnet2_sonar.eval.embeddings import read_labelled_dir
+    from espnet2_sonar.data.labelled_dir import read_labelled_dir
 
     d = read_labelled_dir(task_dir / split)
     return [(f"{task}/{u}", p, f"{task}/{lab}") for u, p, lab in zip(d.utt_ids, d.wav_paths, d.labels)]

@@ -73,7 +73,7 @@ class KaldiLabelDataset(Dataset):
     """(waveform [T] float32, label index) pairs of a dir with wav.scp + utt2label."""
 
     def __init__(self, data_dir: str, classes: List[str] | None, min_seconds: float):
-        from espnet2_sonar.eval.embeddings import read_labelled_dir
+        from espnet2_sonar.data.labelled_dir import read_labelled_dir
 
         self.data = read_labelled_dir(data_dir)
         self.classes = classes if classes is not None else sorted(set(self.data.labels))

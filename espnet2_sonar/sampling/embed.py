@@ -1,14 +1,13 @@
 """Clip embeddings for sampling: one encoder layer, mean-pooled over valid frames, cached on disk.
 
-The extractor is any ``torch.nn.Module`` with
+The extractor is a ``torch.nn.Module`` with
+``extract_layers(wavs: Tensor[B, T], lengths: Tensor[B]) -> list[Tensor[B, N, D]]``
+(hidden states; ``layer`` indexes this list, negative from the end).
 
-* ``extract_layers(wavs: Tensor[B, T], lengths: Tensor[B]) -> list[Tensor[B, N, D]]``
-  (hidden states; ``layer`` indexes this list, negative from the end), and optionally
-* ``patch_lengths(lengths: Tensor[B]) -> Tensor[B]``: valid positions along N per item.
-
-With ``patch_lengths`` items are batched by similar length and padded, and the mean runs
-over the first ``patch_lengths`` positions only. Without it every item runs alone (no
-padding can enter the mean).
+A ``nn.frozen_extractor.FrozenExtractor`` also gives ``patch_lengths(lengths: Tensor[B]) ->
+Tensor[B]``, the valid positions along N per item: its items are batched by similar length
+and padded, and the mean runs over the first ``patch_lengths`` positions only. Any other
+module's items run alone (no padding can enter the mean).
 
 Cache layout (``cache_dir``)::
 
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from espnet2_sonar.nn.frozen_extractor import FrozenExtractor
 from espnet2_sonar.nn.pooling import masked_mean
 from espnet2_sonar.sampling.mixing import read_kaldi_map
 from espnet2_sonar.utils.atomic_write import atomic_path
@@ -100,7 +100,7 @@ def embed_batch(module: torch.nn.Module, wavs: Sequence[np.ndarray], layer: int 
         hidden = layers[layer]
     except IndexError:
         raise IndexError(f"layer {layer} out of range: the extractor returned {len(layers)} layers") from None
-    if hasattr(module, "patch_lengths"):
+    if isinstance(module, FrozenExtractor):
         valid = torch.as_tensor(module.patch_lengths(lengths.to(device)))
     else:
         valid = torch.full((len(wavs),), hidden.shape[1], dtype=torch.long)
@@ -245,7 +245,7 @@ def extract_embeddings(
     todo = [j for j, p in enumerate(shard_paths) if not p.is_file()]
     min_samples = int(round(min_seconds * sample_rate))
     max_samples = None if max_seconds is None else int(round(max_seconds * sample_rate))
-    per_item = not hasattr(module, "patch_lengths")
+    per_item = not isinstance(module, FrozenExtractor)
 
     def load(utt: str) -> np.ndarray:
         try:

@@ -25,7 +25,7 @@ def _distributed_collectives():
 
 
 def _load_tokenizer(init: Optional[str], arch: str):
-    from espnet2_sonar.beats.formats import load_beats_tokenizer
+    from espnet2_sonar.tokenizer.formats import load_beats_tokenizer
     from espnet2_sonar.tokenizer.tokenizer import BeatsTokenizer
 
     if init:

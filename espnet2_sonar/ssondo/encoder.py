@@ -20,6 +20,7 @@ from typing import List
 from torch import Tensor, nn
 
 from espnet2_sonar.beats.frontend import FBANK_MEAN, FBANK_STD, BeatsFrontend
+from espnet2_sonar.nn.frozen_extractor import FrozenExtractor
 from espnet2_sonar.ssondo.abs_student import AbsStudent, StudentOutput
 from espnet2_sonar.ssondo.layers import masked_time_pool
 
@@ -29,7 +30,7 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-class StudentEncoder(nn.Module):
+class StudentEncoder(nn.Module, FrozenExtractor):
     """Log-mel frontend + student backbone.
 
     Args:

@@ -30,6 +30,7 @@ from typing import Dict, Iterable, List, Optional
 import torch
 from torch import Tensor, nn
 
+from espnet2_sonar.nn.frozen_extractor import FrozenExtractor
 from espnet2_sonar.nn.state_dict import state_diff
 from espnet2_sonar.ssondo.encoder import StudentEncoder, count_parameters
 from espnet2_sonar.ssondo.head import MappingHead
@@ -46,7 +47,7 @@ class StudentCheckpointError(ValueError):
     """A student checkpoint that is malformed or does not match its model."""
 
 
-class ExportedStudent(nn.Module):
+class ExportedStudent(nn.Module, FrozenExtractor):
     """A trained student (+ its mapping head) as a frozen feature extractor.
 
     Args:

@@ -6,6 +6,8 @@ from typing import List
 import torch
 from torch import Tensor, nn
 
+from espnet2_sonar.nn.frozen_extractor import FrozenExtractor
+
 
 @dataclass
 class TeacherFrames:
@@ -26,7 +28,7 @@ class TeacherFrames:
         return self.layers[-1]
 
 
-class FrameTeacher(nn.Module):
+class FrameTeacher(nn.Module, FrozenExtractor):
     """A frozen teacher: waveforms [B, T] (16 kHz, [-1, 1]) -> ``TeacherFrames``.
 
     It also has the frozen-evaluation interface of the probes (``extract_layers``,

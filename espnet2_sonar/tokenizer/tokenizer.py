@@ -16,7 +16,8 @@ official defaults except ``input_patch_size`` 16 instead of the placeholder -1) 
 layer_wise_gradient_decay_ratio (read by the official backbone, default 1), codebook, occ,
 codebook_decay, codebook_beta, kmeans_iters, seed, estimator_layers, target_dim, fbank_mean,
 fbank_std.
-Official checkpoint conversion lives in ``espnet2_sonar.beats.interop_tokenizer``.
+Official checkpoint conversion lives in ``espnet2_sonar.tokenizer.interop``; every other
+format is read by ``espnet2_sonar.tokenizer.formats``.
 """
 
 from contextlib import contextmanager

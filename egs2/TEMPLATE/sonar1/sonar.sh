@@ -57,7 +57,8 @@ domain_dirs=""          # your own new-domain pools, "name=DIR ..." -> ${data_di
 task_dirs=""            # your own probe tasks, "task=DIR ..." (DIR/{train,test}, valid optional, each with
                         #   utt2label) -> ${data_dir}/tasks/<task>/<split>. Given all three, stage 1 only
                         #   formats them (no local/data.sh); otherwise local/data.sh builds the rest
-task_domain=""          # "task=domain,..." for the report (added to the debian tasks' map): a task of a
+corpus_task_domain=""   # "task=domain,..." of the corpus's own tasks, for the report (its run.sh sets it)
+task_domain=""          # "task=domain,..." added to --corpus_task_domain (yours win): a task of a
                         #   --domains domain is that stage's new task; any other (e.g. =prior) an old task
 format_args=""          # extra args for espnet2_sonar.bin.format_data, e.g. "--skip_bad --min_seconds 0.5"
 size=tiny               # config set: conf/tiny (CPU), conf/small (CPU, ~10M: the S-SONDO teacher) or conf/base (GPUs, official BEATs size)
@@ -486,16 +487,11 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     notes_args=()
     [ -n "${report_notes}" ] && [ -f "${report_notes}" ] && notes_args=(--notes "${report_notes}")
     references="random logmel decar/random"
-    task_domain_args=()  # the debian tasks' map, then --task_domain's pairs (which win)
-    if [ -n "${task_domain// }" ]; then
-        task_domain_args=(--task_domain "$(python -c 'from espnet2_sonar.eval.report import DEFAULT_TASK_DOMAIN as d
-print(",".join(f"{k}={v}" for k, v in d.items()))'),${task_domain}")
-    fi
     [ -n "${base_teacher}" ] && references+=" teacher/${base_teacher}"
     python -m espnet2_sonar.bin.report --eval_dir "${exp_dir}/eval" --exp_dir "${exp_dir}" \
         --methods "${methods}" --domains "${domains}" --tasks "${probe_tasks}" --out_dir "${exp_dir}/report" \
         --references "${references}" --train_seeds "${train_seeds}" --seeds "${probe_seeds}" \
-        "${task_domain_args[@]}" "${notes_args[@]}"
+        --task_domain "${corpus_task_domain},${task_domain}" "${notes_args[@]}"
     stage_time 7
     python -m espnet2_sonar.bin.results_md --report_dir "${exp_dir}/report" --out "${exp_dir}/RESULTS.md" \
         --command "${cmdline}" --elapsed_s "${SECONDS}" --stage_times "${exp_dir}/stage_times.tsv"

@@ -12,6 +12,8 @@ subset=full               # corpus: full (the recipe) or tiny (tests)
 size=tiny                 # configs: conf/tiny (CPU) or conf/base (GPUs)
 base_teacher=ge2e         # base model: regresses the GE2E voice encoder's frames on the prior pool
                           #   (weights from the Resemblyzer wheel); "" for BEATs iterations
+# domain of each of the corpus's probe tasks (the report's old vs new tasks); --task_domain adds yours
+corpus_task_domain="voice_gender=prior,prior_sfx=prior,instrument=music,animal=bio,foley=env,langid=speech"
 
 # sonar.sh beside this file (not ./sonar.sh): `path/to/run.sh --help` works from any dir
 "$(dirname "$0")/sonar.sh" \
@@ -20,4 +22,5 @@ base_teacher=ge2e         # base model: regresses the GE2E voice encoder's frame
     --subset "${subset}" \
     --size "${size}" \
     --base_teacher "${base_teacher}" \
+    --corpus_task_domain "${corpus_task_domain}" \
     "$@"
