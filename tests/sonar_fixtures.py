@@ -259,11 +259,11 @@ def _recording_trainer():
 
 
 def launch(argv: Sequence[str]) -> None:
-    from espnet2_sonar.sonar import tokenizers
+    from espnet2_sonar.sonar import target_makers
     from espnet2_sonar.tasks.sonar import SonarTask
 
     if os.environ.get("SONAR_TEST_NO_COLLECTIVES") == "1":
-        tokenizers._distributed_collectives = lambda: None
+        target_makers._distributed_collectives = lambda: None
     SonarTask.trainer = _recording_trainer()
     SonarTask.main(cmd=list(argv))
 

@@ -29,16 +29,9 @@ LAYERS = [["utils"], ["data", "nn"], ["beats"], ["tokenizer", "teachers"], ["dis
 RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}
 SIDEWAYS = {("bin", "adapt"), ("adapt", "bin")}
 """Sibling imports the order allows (same rank)."""
-KNOWN_VIOLATIONS = {
-    # issue #20: methods load frozen encoders with eval's checkpoint loader;
-    # the loader should move below the methods
-    "espnet2_sonar.pace.runner -> espnet2_sonar.eval.checkpoints",
-    "espnet2_sonar.ssondo.report -> espnet2_sonar.eval.checkpoints",
-    "espnet2_sonar.ssondo.teacher_cache -> espnet2_sonar.eval.checkpoints",
-}
+KNOWN_VIOLATIONS: set = set()
 """Edges that break the order today; each is a bug to fix, not a precedent. They are left out
-of the cycle checks too (ssondo.teacher_cache -> eval.checkpoints closes a module cycle through
-eval.checkpoints -> ssondo.upstream). Remove an entry when its edge goes (stale entries fail)."""
+of the cycle checks too. Remove an entry when its edge goes (stale entries fail)."""
 
 
 def _modules():

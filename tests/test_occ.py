@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from espnet2_sonar.tokenizer.codebook import NormEMACodebook
+from espnet2_sonar.tokenizer.codebook import PAD_CODE, NormEMACodebook
 from espnet2_sonar.tokenizer.occ import OCCConfig, OnlineClusteredCodebook
 
 
@@ -63,7 +63,7 @@ def test_dead_codes_come_back_while_protected_codes_stay_put():
         ]
     )
     occ.embedding.weight.copy_(w)
-    occ.protect_codes_(torch.tensor([0, 1, 2, 3, -100]))
+    occ.protect_codes_(torch.tensor([0, 1, 2, 3, PAD_CODE]))
     assert occ.protected.tolist() == [True] * 4 + [False] * 8
 
     shifted = -e[0]

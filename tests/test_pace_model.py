@@ -5,7 +5,7 @@ import torch
 
 from espnet2_sonar.beats.encoder import BeatsEncoder
 from espnet2_sonar.pace.adapt import accumulate_inputs_, features_from_cache
-from espnet2_sonar.pace.features import pad_fbanks
+from espnet2_sonar.pace.fbanks import pad_fbanks
 from espnet2_sonar.pace.lora import LoRAConfig, add_lora, add_session_
 from espnet2_sonar.pace.model import PooledBackbone
 from espnet2_sonar.pace.projection import ProjectionConfig, SubspaceProtector

@@ -10,7 +10,7 @@ from espnet2_sonar.tokenizer.interop import save_official_tokenizer
 from espnet2_sonar.beats.predictor import BeatsPredictor
 from espnet2_sonar.beats.encoder_choice import SonarBeatsEncoder
 from espnet2_sonar.sonar.model import SonarModel
-from espnet2_sonar.sonar.tokenizers import (
+from espnet2_sonar.sonar.target_makers import (
     EvolvingTokenizerTargets,
     FrozenTokenizerTargets,
     RandomProjectionTargets,

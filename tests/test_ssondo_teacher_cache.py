@@ -30,14 +30,14 @@ def _load(ckpt):
 @pytest.mark.timeout(120)
 def test_cached_equals_fresh(setup, tmp_path):
     root, scp, ckpt = setup
-    cached = tc.cache_teacher_embeddings(ckpt, scp, tmp_path / "c", crop_seconds=CROP, crop_seed=3, batch_size=3, shard_size=2, progress=False)
+    cached = tc.cache_teacher_embeddings(ckpt, scp, tmp_path / "c", crop_seconds=CROP, crop_seed=3, batch_size=3, shard_size=2, progress=False, teacher=_load(ckpt))
     fresh = tc.fresh_teacher_embeddings(_load(ckpt), scp, cached.ids, crop_seconds=CROP, crop_seed=3)
     assert cached.embeddings.shape == (7, 160)
     np.testing.assert_allclose(cached.embeddings, fresh, atol=1e-5, rtol=1e-4)
     info = tc.TeacherInfo.read(tmp_path / "c")
     assert (info.dim, info.crop_seconds, info.crop_seed, info.num_items) == (160, CROP, 3, 7)
     # a second call reads the cache
-    again = tc.cache_teacher_embeddings(ckpt, scp, tmp_path / "c", crop_seconds=CROP, crop_seed=3, shard_size=2, progress=False)
+    again = tc.cache_teacher_embeddings(ckpt, scp, tmp_path / "c", crop_seconds=CROP, crop_seed=3, shard_size=2, progress=False, teacher=_load(ckpt))
     np.testing.assert_array_equal(again.embeddings, cached.embeddings)
 
 
@@ -87,7 +87,7 @@ def test_interrupted_extraction_resumes_to_the_same_result(setup, tmp_path, monk
 @pytest.mark.timeout(120)
 def test_espnet_data_type_reads_rows(setup, tmp_path):
     root, scp, ckpt = setup
-    cached = tc.cache_teacher_embeddings(ckpt, scp, tmp_path / "c", crop_seconds=None, progress=False)
+    cached = tc.cache_teacher_embeddings(ckpt, scp, tmp_path / "c", crop_seconds=None, progress=False, teacher=_load(ckpt))
     tc.register_data_types()
     from espnet2.train.dataset import DATA_TYPES
 

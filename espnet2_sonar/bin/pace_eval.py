@@ -60,6 +60,7 @@ def _overrides(args) -> dict:
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
+    from espnet2_sonar.eval.checkpoints import load_encoder
     from espnet2_sonar.pace.runner import run_pace
 
     args = get_parser().parse_args(argv)
@@ -73,6 +74,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         device=args.device,
         cache_dir=args.cache_dir,
         log=lambda s: print(s, file=sys.stderr),
+        load_encoder=load_encoder,
     )
     result["ckpt_name"] = args.ckpt_name or Path(args.ckpt).stem
     out = Path(args.out)

@@ -42,6 +42,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from espnet2_sonar.eval.checkpoints import load_encoder
     from espnet2_sonar.ssondo.bds import fit_bds_clusters, write_utt2cluster
     from espnet2_sonar.ssondo.teacher_cache import cache_teacher_embeddings
 
@@ -50,6 +51,7 @@ def main(argv=None) -> int:
         args.teacher,
         args.wav_scp,
         args.out_dir,
+        teacher=load_encoder(args.teacher),
         layer=args.layer,
         crop_seconds=args.crop_seconds,
         crop_seed=args.crop_seed,

@@ -11,11 +11,13 @@ and whether a student >= --min_ratio x smaller keeps >= --target % of the teache
 """
 
 import argparse
+import functools
 import sys
 
 
 def main(argv=None) -> int:
-    from espnet2_sonar.ssondo.report import build_report, collect, write_report
+    from espnet2_sonar.eval.checkpoints import load_encoder
+    from espnet2_sonar.ssondo.report import build_report, collect, count_params, write_report
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--eval_dir", required=True)
@@ -25,7 +27,8 @@ def main(argv=None) -> int:
     p.add_argument("--min_ratio", type=float, default=10.0, help="students at least this many times smaller")
     args = p.parse_args(argv)
     tasks = args.tasks.split()
-    report = build_report(collect(args.eval_dir, tasks), tasks, args.target, args.min_ratio)
+    count = functools.partial(count_params, load_encoder=load_encoder)
+    report = build_report(collect(args.eval_dir, tasks, count), tasks, args.target, args.min_ratio)
     md = write_report(report, args.out_dir)
     print(md.read_text())
     return 0

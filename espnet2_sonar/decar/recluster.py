@@ -24,8 +24,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from torch import nn
 
+from espnet2_sonar.decar.cluster_features import extract_cluster_features, sound_reader, weights_digest
 from espnet2_sonar.decar.clustering import cluster_features, normalized_mutual_info
-from espnet2_sonar.decar.features import extract_cluster_features, sound_reader, weights_digest
 from espnet2_sonar.utils.atomic_write import atomic_write
 
 

@@ -42,7 +42,7 @@ from espnet2.utils.build_dataclass import build_dataclass
 
 from espnet2_sonar.decar.batchnorm import recalibrate_batchnorm_
 from espnet2_sonar.decar.checkpoint import save_encoder
-from espnet2_sonar.decar.features import sound_reader
+from espnet2_sonar.decar.cluster_features import sound_reader
 from espnet2_sonar.decar.recluster import SplitData, recluster_epoch
 from espnet2_sonar.utils.amp_trainer import AmpTrainer
 

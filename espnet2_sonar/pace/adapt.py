@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from espnet2_sonar.pace.cka import DepthSelection, layerwise_cka, select_lora_layers
-from espnet2_sonar.pace.features import pad_fbanks
+from espnet2_sonar.pace.fbanks import pad_fbanks
 from espnet2_sonar.pace.lora import LoRALinear, session_parameters
 from espnet2_sonar.pace.model import Hidden, PooledBackbone, pad_hidden
 from espnet2_sonar.pace.perturb import PerturbConfig, boundary_mask, class_means, hinge_loss, tf_mask

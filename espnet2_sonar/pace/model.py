@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from espnet2_sonar.beats.attention import key_padding_bias
 from espnet2_sonar.beats.layers import scale_grad
 from espnet2_sonar.nn.pooling import pool_layers
-from espnet2_sonar.pace.features import FbankBatch, pad_fbanks
+from espnet2_sonar.pace.fbanks import FbankBatch, pad_fbanks
 
 
 @dataclass

@@ -27,7 +27,7 @@ from torch import Tensor
 from espnet2_sonar.pace.adapt import SessionData, accumulate_inputs_, adapt_session, features_from_cache, select_depth
 from espnet2_sonar.pace.benchmarks import Benchmark, build_benchmark
 from espnet2_sonar.pace.classifiers import AnalyticHead, LinearHead
-from espnet2_sonar.pace.features import load_fbanks
+from espnet2_sonar.pace.fbanks import load_fbanks
 from espnet2_sonar.pace.lora import LoRALinear, add_lora, add_session_
 from espnet2_sonar.pace.methods import MethodConfig, method_config
 from espnet2_sonar.pace.metrics import ContinualMetrics, continual_metrics, session_scores
@@ -190,11 +190,12 @@ def run_pace(
     device: str = "cpu",
     cache_dir: Optional[str | Path] = None,
     log: Callable[[str], None] = lambda s: None,
+    *,
+    load_encoder: Callable[[str | Path], torch.nn.Module],
 ) -> dict:
-    """Load ``ckpt`` (official BEATs or ESPnet, see ``eval.checkpoints``), build the benchmark
-    and run the named method; returns the JSON-ready result."""
-    from espnet2_sonar.eval.checkpoints import load_encoder
-
+    """Build the benchmark, load ``ckpt`` with ``load_encoder`` (``eval.checkpoints.load_encoder``:
+    official BEATs, ESPnet or any registered kind) and run the named method; returns the
+    JSON-ready result."""
     config = method_config(method, overrides)
     bench = build_benchmark(benchmark, data_dir, seed, config.benchmark)
     encoder = load_encoder(ckpt)

@@ -1,7 +1,8 @@
 """Target makers: the tokenizers that give SonarModel its per-patch codes.
 
 A target maker turns waveforms into T's codes (the MAM targets) and, where one exists,
-T0's codes (the tokenizer-level distillation targets). Implementations:
+T0's codes (the tokenizer-level distillation targets). Implementations, in
+``target_makers.py``:
 
 - ``RandomProjectionTargets``: BEATs iter1 frozen random-projection quantizer (base
   pre-training from scratch; no T0).

@@ -19,7 +19,10 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    import torch
 
 NAME_RE = re.compile(r"^(?P<student>.+)_(?P<sampling>bds|random)(?:_s(?P<seed>\d+))?$")
 TEACHER = "teacher"
@@ -56,8 +59,13 @@ class ModelRow:
         return None if any(m is None for m in means) else sum(means) / len(means)
 
 
-def count_params(ckpt: str) -> "tuple[Optional[int], Optional[int]]":
-    """(encoder parameters, mapping-head parameters or None) of a teacher or student checkpoint."""
+ParamCounts = Tuple[Optional[int], Optional[int]]
+"""(encoder parameters, mapping-head parameters or None); (None, None) for a missing file."""
+
+
+def count_params(ckpt: str, load_encoder: Callable[[str], "torch.nn.Module"]) -> ParamCounts:
+    """Parameter counts of a student checkpoint, or of a teacher loaded with ``load_encoder``
+    (``eval.checkpoints.load_encoder``, which reads every checkpoint kind)."""
     from espnet2_sonar.ssondo.encoder import count_parameters
     from espnet2_sonar.ssondo.upstream import is_student_checkpoint, load_student
 
@@ -66,13 +74,12 @@ def count_params(ckpt: str) -> "tuple[Optional[int], Optional[int]]":
     if is_student_checkpoint(ckpt):
         model = load_student(ckpt)
         return count_parameters(model.student), count_parameters(model.head)
-    from espnet2_sonar.eval.checkpoints import load_encoder
-
     return count_parameters(load_encoder(ckpt)), None
 
 
-def collect(eval_dir: str | Path, tasks: Sequence[str], count=count_params) -> Dict[str, ModelRow]:
-    """Read every ``<model>/<task>/seed*.json`` under ``eval_dir`` into ModelRows by group name."""
+def collect(eval_dir: str | Path, tasks: Sequence[str], count: Callable[[str], ParamCounts]) -> Dict[str, ModelRow]:
+    """Read every ``<model>/<task>/seed*.json`` under ``eval_dir`` into ModelRows by group name;
+    ``count(ckpt)`` gives a model's parameter counts (:func:`count_params` with a loader bound)."""
     eval_dir = Path(eval_dir)
     rows: Dict[str, ModelRow] = {}
     for model_dir in sorted(p for p in eval_dir.iterdir() if p.is_dir()):

@@ -1,8 +1,9 @@
 """Teacher embeddings for S-SONDO: extracted once, cached on disk, read by the training task.
 
 The teacher (any checkpoint ``espnet2_sonar.eval.checkpoints.load_encoder`` reads: an
-official BEATs ``.pt``, an ESPnet ``.pth`` or exp dir) embeds every clip of a wav.scp as
-one layer's mean over valid patches, on exactly the audio the student will see:
+official BEATs ``.pt``, an ESPnet ``.pth`` or exp dir; the caller loads it, as
+``bin.ssondo_extract`` does) embeds every clip of a wav.scp as one layer's mean over valid
+patches, on exactly the audio the student will see:
 
 * audio read like the ``sonar_sound_resample_mix`` data type (16 kHz, mono);
 * long clips cropped like the task's preprocessor (``DeterministicCrop``: at most
@@ -32,6 +33,7 @@ from espnet2_sonar.data.crop import DeterministicCrop
 from espnet2_sonar.data.kaldi_dir import read_table
 from espnet2_sonar.sampling.embed import EmbeddingSet, embed_batch, extract_embeddings, load_cached
 from espnet2_sonar.utils.atomic_write import atomic_write
+from espnet2_sonar.utils.checkpoint_files import resolve_checkpoint
 from espnet2_sonar.utils.hashing import files_sha256
 from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
 
@@ -104,6 +106,7 @@ def cache_teacher_embeddings(
     wav_scp: str | Path,
     cache_dir: str | Path,
     *,
+    teacher: torch.nn.Module,
     layer: int = -1,
     crop_seconds: float | None = 10.0,
     crop_seed: int = 0,
@@ -113,33 +116,29 @@ def cache_teacher_embeddings(
     num_workers: int = 0,
     device: str = "cpu",
     progress: bool = True,
-    teacher: torch.nn.Module | None = None,
     precision: str = "fp32",
 ) -> EmbeddingSet:
     """Embed every clip of ``wav_scp`` with the teacher (resumable; see the module docstring).
 
     Args:
-        teacher_ckpt: teacher checkpoint (official ``.pt``, ESPnet ``.pth`` or exp dir).
+        teacher_ckpt: teacher checkpoint (official ``.pt``, ESPnet ``.pth`` or exp dir); its
+            files key the cache.
+        teacher: the encoder loaded from ``teacher_ckpt`` (``eval.checkpoints.load_encoder``).
         layer: index into the teacher's hidden states (-1: final output).
         crop_seconds, crop_seed: must equal the training task's ``--crop_seconds`` and
             ``--crop_seed`` (the task checks).
         batch_size, max_batch_seconds: teacher batch limits (items; padded audio seconds).
         shard_size: items per resumable shard.
         num_workers: audio reading threads.
-        teacher: an already loaded teacher (else loaded from ``teacher_ckpt`` when needed).
         precision: fp32 / bf16 / fp16 of the teacher's forward (embeddings stay float32).
     Returns:
         EmbeddingSet (ids in wav.scp order, float32 [N, D_t]).
     """
-    from espnet2_sonar.eval.checkpoints import load_encoder, resolve_checkpoint
-
     cache_dir = Path(cache_dir)
     files = resolve_checkpoint(teacher_ckpt).files
     sha = files_sha256(files)
     tag = json.dumps({"teacher_sha256": sha, "crop_seconds": crop_seconds, "crop_seed": int(crop_seed)}, sort_keys=True)
     scp = read_table(wav_scp)
-    if teacher is None:
-        teacher = load_encoder(teacher_ckpt)
     teacher = teacher.to(device).eval()
     result = extract_embeddings(
         teacher,

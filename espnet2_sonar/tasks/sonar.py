@@ -43,7 +43,7 @@ from espnet2_sonar.sonar.model import SonarModel
 from espnet2_sonar.sampling.replay_batches import ReplayMixBatchSampler
 from espnet2_sonar.tasks.audio_task import AudioTask
 from espnet2_sonar.sonar.targets import AbsTargetMaker
-from espnet2_sonar.sonar.tokenizers import (
+from espnet2_sonar.sonar.target_makers import (
     EvolvingTokenizerTargets,
     FrozenTokenizerTargets,
     RandomProjectionTargets,

@@ -10,7 +10,7 @@ import argparse
 
 from espnet2.utils.nested_dict_action import NestedDictAction
 
-from espnet2_sonar.sonar.tokenizer_model import TokenizerTrainModel
+from espnet2_sonar.sonar.tokenizer_train_model import TokenizerTrainModel
 from espnet2_sonar.tasks.sonar import SonarTask
 from espnet2_sonar.utils.config import reject_unknown_keys
 

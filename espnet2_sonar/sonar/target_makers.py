@@ -1,4 +1,4 @@
-"""Target makers behind SonarTask's ``--tokenizer`` choice (see ``targets.py``)."""
+"""Target makers behind SonarTask's ``--tokenizer`` choice (the interface is in ``targets.py``)."""
 
 import copy
 from typing import Any, Dict, Optional
@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from espnet2_sonar.sonar.targets import AbsTargetMaker, Targets
+from espnet2_sonar.tokenizer.codebook import PAD_CODE
+from espnet2_sonar.tokenizer.occ import OnlineClusteredCodebook
 
 
 def _frozen(module: torch.nn.Module) -> torch.nn.Module:
@@ -125,7 +127,7 @@ class EvolvingTokenizerTargets(AbsTargetMaker):
     def __init__(self, init: Optional[str] = None, arch: str = "tiny", occ: Optional[Dict[str, Any]] = None):
         super().__init__()
         tokenizer = _load_tokenizer(init, arch)
-        if tokenizer.quantize.__class__.__name__ == "OnlineClusteredCodebook":
+        if isinstance(tokenizer.quantize, OnlineClusteredCodebook):
             tokenizer = self._restart_from(tokenizer)
         occ = dict(occ or {})
         occ.setdefault("num_codes", tokenizer.num_codes)
@@ -187,7 +189,7 @@ class EvolvingTokenizerTargets(AbsTargetMaker):
             q = self.codebook(feats.features, feats.padding_mask, is_replay)
             unit = F.normalize(feats.features.float(), dim=-1)
             old_codes = (unit @ self.old_codebook.T).argmax(-1)
-            old_codes = old_codes.masked_fill(feats.padding_mask, -100)
+            old_codes = old_codes.masked_fill(feats.padding_mask, PAD_CODE)
         stats = {
             "codebook_size": torch.tensor(float(self.num_codes)),
             "code_perplexity": self.codebook.usage_perplexity().detach(),
