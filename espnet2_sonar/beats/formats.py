@@ -43,7 +43,12 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 
 from espnet2_sonar.beats.frontend import ESPNET_FBANK_MEAN, ESPNET_FBANK_STD, FBANK_MEAN, FBANK_STD
-from espnet2_sonar.beats.interop import CheckpointMismatchError, encoder_from_official, official_checkpoint
+from espnet2_sonar.beats.interop import (
+    CheckpointMismatchError,
+    encoder_from_official,
+    official_checkpoint,
+    read_checkpoint_file,
+)
 from espnet2_sonar.utils.atomic_write import atomic_write
 from espnet2_sonar.utils.hub import resolve_checkpoint_path
 
@@ -155,10 +160,10 @@ def canonical_encoder_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpo
 def read_checkpoint(spec: str | Path) -> tuple:
     """(checkpoint dict, local path) of a file path or Hugging Face spec."""
     path = resolve_checkpoint_path(spec)
-    if not path.is_file():
-        raise FileNotFoundError(f"BEATs checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = read_checkpoint_file(path)
+    except FileNotFoundError:
+        raise
     except Exception as e:  # noqa: BLE001 -- re-raised naming the file
         raise CheckpointMismatchError(f"{path}: cannot be read with torch.load ({e})") from e
     return ckpt, path

@@ -189,6 +189,14 @@ def official_checkpoint(
     return ckpt
 
 
+def read_checkpoint_file(path: Path, what: str = "BEATs checkpoint") -> Any:
+    """``torch.load`` of a checkpoint file on the CPU, tensors only; ``FileNotFoundError`` naming
+    ``what`` and the path when there is no such file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_official(
     path: str | Path,
     ignore: Iterable[str] = (),
@@ -197,9 +205,7 @@ def load_official(
 ) -> BeatsEncoder:
     """Read an official BEATs checkpoint file into a BeatsEncoder (eval mode); strict, see module doc."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"BEATs checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint_file(path)
     if not isinstance(ckpt, dict):
         raise CheckpointMismatchError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
     return encoder_from_official(ckpt, ignore=ignore, ignore_cfg=ignore_cfg, overrides=overrides, source=str(path))

@@ -132,9 +132,7 @@ def load_official_tokenizer(
 ) -> BeatsTokenizer:
     """Read an official BEATs tokenizer file (e.g. ``Tokenizer_iter3_AS2M.pt``); strict, see module doc."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"BEATs tokenizer checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = encoder_interop.read_checkpoint_file(path, "BEATs tokenizer checkpoint")
     return tokenizer_from_official(ckpt, ignore=ignore, ignore_cfg=ignore_cfg, overrides=overrides, source=str(path))
 
 
