@@ -1,10 +1,6 @@
-"""The sonar s3prl upstream, the checkpoint loader and the s3prl downstream-runner wrapper."""
+"""The sonar s3prl upstream, the checkpoint loader, and s3prl features as the frozen probe's input."""
 
-import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +13,6 @@ from espnet2_sonar.beats.config import BeatsConfig
 from espnet2_sonar.beats.encoder import BeatsEncoder
 from espnet2_sonar.beats.interop import save_official
 
-REPO = Path(__file__).resolve().parents[1]
 SR = 16000
 
 
@@ -192,43 +187,6 @@ def test_load_encoder_rejects_unknown_formats(tmp_path):
         load_encoder(tmp_path / "exp")
 
 
-@pytest.mark.timeout(120)
-def test_compat_shims_fail_loudly_when_used():
-    from espnet2_sonar.s3prl_upstream.runner import import_runner, install_compat_shims
-
-    install_compat_shims()
-    import huggingface_hub
-
-    Runner = import_runner()
-    assert Runner.__name__ == "Runner"
-    with pytest.raises(RuntimeError, match="Hugging Face Hub"):
-        huggingface_hub.HfFolder.get_token()
-    with pytest.raises(RuntimeError, match="Hugging Face Hub"):
-        huggingface_hub.Repository(local_dir=".")
-
-
-@pytest.mark.timeout(60)
-def test_wrapper_arguments_become_s3prl_overrides():
-    from espnet2_sonar.s3prl_upstream.downstream import DEFAULT_CONFIG
-    from espnet2_sonar.s3prl_upstream.runner import build_argv
-
-    argv = build_argv(
-        ["-m", "train", "-d", "sonar_utterance", "--train_dir", "d/tr", "-o", "config.runner.total_steps=5"]
-        + ["--dev_dir", "d/dv", "--device", "cpu"]
-    )
-    o = argv[argv.index("-o") + 1].split(",,")
-    assert o == [
-        "config.runner.total_steps=5",
-        "config.downstream_expert.datarc.train_dir='d/tr'",
-        "config.downstream_expert.datarc.dev_dir='d/dv'",
-    ]
-    assert "--train_dir" not in argv and argv.count("--device") == 1
-    config = yaml.safe_load(Path(argv[argv.index("-c") + 1]).read_text())
-    assert config == DEFAULT_CONFIG
-    # resuming (-e) or an explicit -c never gets the default config
-    assert "-c" not in build_argv(["-m", "evaluate", "-e", "exp/states-4.ckpt", "--device", "cpu"])
-
-
 def _tone_dir(root: Path, name: str, per_class: int, seed: int) -> Path:
     """Two classes: a 440 Hz tone vs white noise, 0.4-0.6 s."""
     rng = np.random.default_rng(seed)
@@ -249,43 +207,58 @@ def _tone_dir(root: Path, name: str, per_class: int, seed: int) -> Path:
     return d
 
 
-@pytest.mark.timeout(600)
-def test_s3prl_runner_trains_and_evaluates_sonar_utterance(tmp_path, tiny_ckpt):
-    # the test split is the dev audio under other ids: evaluating the saved step-4 model on it
-    # must give the accuracy the runner logged on dev at step 4
-    data = {s: _tone_dir(tmp_path, s, 3, seed) for s, seed in (("train", 0), ("dev", 1), ("test", 1))}
-    expdir = tmp_path / "exp"
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    overrides = ",,".join(
-        [
-            "config.runner.total_steps=4",
-            "config.runner.log_step=2",
-            "config.runner.eval_step=2",
-            "config.runner.save_step=4",
-            "config.downstream_expert.datarc.train_batch_size=3",
-            "config.downstream_expert.modelrc.projector_dim=16",
-        ]
-    )
-    train = [
-        sys.executable, "-m", "espnet2_sonar.bin.s3prl_downstream", "-m", "train",
-        "-u", "sonar_local", "-k", str(tiny_ckpt), "-d", "sonar_utterance",
-        "--train_dir", str(data["train"]), "--dev_dir", str(data["dev"]), "--test_dir", str(data["test"]),
-        "-p", str(expdir), "-o", overrides, "--device", "cpu",
-    ]  # fmt: skip
-    proc = subprocess.run(train, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=500)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert (expdir / "states-4.ckpt").is_file()
-    dev = json.loads((expdir / "dev_result.json").read_text())
-    assert dev["n"] == 6 and dev["step"] == 4 and round(dev["accuracy"] * 6) == pytest.approx(dev["accuracy"] * 6)
-    state = torch.load(expdir / "states-4.ckpt", map_location="cpu", weights_only=False)
-    assert state["Step"] == 4 and "Downstream" in state and "Featurizer" in state
-    assert state["Featurizer"]["weights"].shape == (BeatsConfig.named("tiny").encoder_layers + 1,)
-    # s3prl's evaluate mode reloads its own checkpoint (argparse.Namespace inside)
-    evaluate = [
-        sys.executable, "-m", "espnet2_sonar.bin.s3prl_downstream", "-m", "evaluate",
-        "-e", str(expdir / "states-4.ckpt"), "-t", "test", "--device", "cpu",
-    ]  # fmt: skip
-    proc = subprocess.run(evaluate, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=500)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    test = json.loads((expdir / "test_result.json").read_text())
-    assert test["n"] == 6 and test["accuracy"] == pytest.approx(dev["accuracy"])
+def _s3prl_pooled(upstream, data_dir: Path) -> torch.Tensor:
+    """[n, L+1, D]: each file alone through ``S3PRLUpstream``, every layer averaged over the
+    encoder's own time steps (s3prl's valid frames also count the repeats of the last one)."""
+    from espnet2_sonar.data.audio import load_audio
+    from espnet2_sonar.data.labelled_dir import read_labelled_dir
+
+    expert = upstream.upstream
+    rows = []
+    for path in read_labelled_dir(data_dir).wav_paths:
+        wav = torch.as_tensor(load_audio(path, target_sr=SR)[0])[None]  # [1, T]
+        lens = torch.tensor([wav.size(1)])
+        with torch.no_grad():
+            hs, hl = upstream(wav, lens)
+        steps = int(expert.encoder.patch_lengths(lens)[0]) // expert.freq_patches
+        assert 1 <= steps <= int(hl[0][0]) == hs[0].size(1)
+        rows.append(torch.stack([h[0, :steps].mean(dim=0) for h in hs]))  # [L+1, D]
+    return torch.stack(rows)
+
+
+@pytest.mark.timeout(300)
+def test_s3prl_features_feed_the_frozen_probe(upstream, tiny_ckpt, tmp_path):
+    """The encoder loaded through s3prl's hub gives eval/probe the inputs ``run_probe`` pools
+    itself, so the probe trained on them reproduces ``run_probe``'s test confusion matrix."""
+    from espnet2_sonar.eval.checkpoints import load_encoder
+    from espnet2_sonar.eval.embeddings import extract_pooled
+    from espnet2_sonar.eval.metrics import classification_metrics
+    from espnet2_sonar.eval.probe import ProbeConfig, evaluate_probe, fit_probe, run_probe
+    from espnet2_sonar.data.labelled_dir import read_labelled_dir
+
+    data = {s: _tone_dir(tmp_path, s, n, seed) for s, n, seed in (("train", 8, 0), ("dev", 3, 1), ("test", 4, 2))}
+    config = ProbeConfig(max_epochs=40, patience=10)
+    cfg = BeatsConfig.named("tiny")
+    x = {s: _s3prl_pooled(upstream, d) for s, d in data.items()}
+    encoder = load_encoder(tiny_ckpt)
+    for s, d in data.items():
+        want = extract_pooled(encoder, read_labelled_dir(d).wav_paths, batch_size=1, chunk_seconds=None, desc=s)
+        assert x[s].shape == want.shape == (len(want), cfg.encoder_layers + 1, cfg.encoder_embed_dim)
+        torch.testing.assert_close(x[s], want, atol=1e-5, rtol=1e-5)
+
+    classes = ["noise", "tone"]
+    y = {s: torch.tensor([classes.index(lab) for lab in read_labelled_dir(d).labels]) for s, d in data.items()}
+    fit = fit_probe(x["train"], y["train"], x["dev"], y["dev"], len(classes), config, seed=0)
+    _, accuracy, pred = evaluate_probe(fit.model, x["test"], y["test"])
+    scores = classification_metrics(y["test"].tolist(), pred.tolist(), classes)
+
+    reference = run_probe(str(tiny_ckpt), str(data["train"]), str(data["test"]), valid_dir=str(data["dev"]),
+                          seed=0, config=config, batch_size=1, chunk_seconds=None)
+    assert reference["classes"] == classes
+    assert scores.confusion == reference["confusion"]
+    confusion = np.array(scores.confusion)
+    assert confusion.sum() == 8 and accuracy == pytest.approx(np.trace(confusion) / confusion.sum())
+    assert reference["accuracy"] == pytest.approx(accuracy)
+    assert fit.best_epoch == reference["best_epoch"]
+    torch.testing.assert_close(fit.model.layer_weights(), torch.tensor(reference["layer_weights"]),
+                               atol=1e-4, rtol=1e-4)

@@ -10,7 +10,8 @@ Importing this package registers ``sonar_local``, ``sonar_url`` and ``sonar_cust
     featurizer = Featurizer(upstream)
 
 works like any built-in upstream (hidden states of every layer, 160 ms frames).
-``espnet2_sonar.bin.s3prl_downstream`` runs s3prl's ``run_downstream.py`` with them.
+This package only makes our encoders loadable by s3prl's tools; the toolkit's SUPERB-style
+probe (weighted layer sum -> mean pooling -> linear) is ``espnet2_sonar.eval.probe``.
 """
 
 from .hubconf import sonar_custom, sonar_local, sonar_url

@@ -63,7 +63,7 @@ class UpstreamExpert(nn.Module):
         from espnet2_sonar.eval.checkpoints import load_encoder
 
         if ckpt is None:
-            raise ValueError("sonar upstream needs a checkpoint: path_or_url=... (or -k CKPT in run_downstream)")
+            raise ValueError("sonar upstream needs a checkpoint: S3PRLUpstream('sonar_local', path_or_url=CKPT)")
         self.encoder = load_encoder(ckpt, model_config)
         self.freq_patches = int(self.encoder.freq_patches)
         self.downsample_rate = FBANK_SHIFT * int(self.encoder.patch_size)
