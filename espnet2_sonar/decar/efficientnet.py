@@ -12,7 +12,11 @@ implemented.
 Padding invariance: in eval mode an item's valid outputs equal the item run alone. Every
 convolution wider than 1x1 sees zeros past the item's valid time steps (what it would see
 alone) and the squeeze-excite mean runs over valid positions only; BatchNorm is
-per-position in eval mode (in training mode its batch statistics include padding).
+per-position in eval mode (in training mode its batch statistics include padding). The
+length-aware blocks are the shared ones of ``espnet2_sonar.nn.conv``; this module holds the
+architecture only. Squeeze-excite weights are ``*.se.fc1.*``/``*.se.fc2.*`` (1x1 convs);
+files written before they were named ``*.se.reduce.*``/``*.se.expand.*`` are renamed on
+reading (``espnet2_sonar.decar.efficientnet_file``).
 
 Probe interface: ``extract_layers`` returns one hidden state, the head output
 [B, F', D] (stages have different widths and time resolutions, and a SUPERB-style probe
@@ -29,14 +33,16 @@ from torch import nn
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 
 from espnet2_sonar.decar.logmel import LogMelFrontend
+from espnet2_sonar.nn.conv import ConvBNAct, FeatureMap, SqueezeExcite
 from espnet2_sonar.nn.frozen_extractor import FrozenExtractor
-from espnet2_sonar.nn.masks import valid_mask
 from espnet2_sonar.nn.pooling import masked_mean as masked_mean_1d
 from espnet2_sonar.utils.config import StrictConfig
 
 # expand ratio, kernel, stride, output channels, repeats (EfficientNet-B0)
 B0_STAGES = [[1, 3, 1, 16, 1], [6, 3, 2, 24, 2], [6, 5, 2, 40, 2], [6, 3, 2, 80, 3],
              [6, 5, 1, 112, 3], [6, 5, 2, 192, 4], [6, 3, 1, 320, 1]]  # fmt: skip
+TIME_DIM = 3
+"""Feature maps are [B, C, F(mel), T]: time is the last axis."""
 
 
 @dataclass
@@ -92,52 +98,25 @@ ARCHITECTURES: Dict[str, Dict[str, Any]] = {
 }
 
 
-def conv_out_lengths(lengths: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
-    """Output length of a conv with padding (kernel - 1) // 2: LongTensor[B] from [B]."""
-    pad = (kernel - 1) // 2
-    return (lengths + 2 * pad - kernel).div(stride, rounding_mode="floor") + 1
+def conv_bn_act(
+    cin: int, cout: int, kernel: int, stride: int, groups: int, cfg: EfficientNetConfig, act: bool = True
+) -> ConvBNAct:
+    """The shared length-aware Conv2d (no bias) -> BatchNorm -> SiLU (or none) on [B, C, F, T] maps.
 
-
-def mask_time(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Zero x [B, C, F, T] at time steps >= lengths[b]."""
-    valid = valid_mask(lengths.to(x.device), x.shape[-1])  # [B, T]
-    return x * valid[:, None, None, :].to(x.dtype)
-
-
-def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Mean of x [B, C, F, T] over frequency and the valid time steps -> [B, C]."""
-    total = mask_time(x, lengths).sum(dim=(2, 3))
-    count = (lengths.to(x.device).clamp(min=1) * x.shape[2]).to(x.dtype)
-    return total / count[:, None]
-
-
-class ConvBNAct(nn.Module):
-    """Conv2d (no bias) -> BatchNorm -> SiLU (optional); masks its input when kernel > 1."""
-
-    def __init__(self, cin, cout, kernel, stride, groups, cfg: EfficientNetConfig, act: bool = True):
-        super().__init__()
-        self.kernel, self.stride = kernel, stride
-        self.conv = nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(cout, eps=cfg.bn_eps, momentum=cfg.bn_momentum)
-        self.act = nn.SiLU() if act else nn.Identity()
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        if self.kernel > 1:
-            x = mask_time(x, lengths)
-        return self.act(self.bn(self.conv(x))), conv_out_lengths(lengths, self.kernel, self.stride)
-
-
-class SqueezeExcite(nn.Module):
-    """x * sigmoid(W2 silu(W1 mean_valid(x)))."""
-
-    def __init__(self, channels: int, squeezed: int):
-        super().__init__()
-        self.reduce = nn.Conv2d(channels, squeezed, 1)
-        self.expand = nn.Conv2d(squeezed, channels, 1)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        s = masked_mean(x, lengths)[:, :, None, None]  # [B, C, 1, 1]
-        return x * torch.sigmoid(self.expand(nn.functional.silu(self.reduce(s))))
+    BatchNorm keeps ``nn.BatchNorm2d``'s training statistics (over the padded batch), as trained.
+    """
+    return ConvBNAct(
+        cin,
+        cout,
+        kernel,
+        stride,
+        groups,
+        act="silu" if act else "identity",
+        time_dim=TIME_DIM,
+        bn_eps=cfg.bn_eps,
+        bn_momentum=cfg.bn_momentum,
+        masked_stats=False,
+    )
 
 
 class MBConv(nn.Module):
@@ -146,11 +125,15 @@ class MBConv(nn.Module):
     def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int, cfg: EfficientNetConfig):
         super().__init__()
         mid = cin * expand
-        self.expand = ConvBNAct(cin, mid, 1, 1, 1, cfg) if expand != 1 else None
-        self.depthwise = ConvBNAct(mid, mid, kernel, stride, mid, cfg)
+        self.expand = conv_bn_act(cin, mid, 1, 1, 1, cfg) if expand != 1 else None
+        self.depthwise = conv_bn_act(mid, mid, kernel, stride, mid, cfg)
         squeezed = max(1, int(cin * cfg.se_ratio))
-        self.se = SqueezeExcite(mid, squeezed) if cfg.se_ratio > 0 else None
-        self.project = ConvBNAct(mid, cout, 1, 1, 1, cfg, act=False)
+        self.se = (
+            SqueezeExcite(mid, squeezed, act="silu", gate="sigmoid", time_dim=TIME_DIM, conv1x1=True)
+            if cfg.se_ratio > 0
+            else None
+        )
+        self.project = conv_bn_act(mid, cout, 1, 1, 1, cfg, act=False)
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -211,7 +194,7 @@ class EfficientNetEncoder(AbsEncoder, FrozenExtractor):
         self.config = cfg
         self.frontend = LogMelFrontend(n_mels=cfg.n_mels, mean=cfg.logmel_mean, std=cfg.logmel_std)
         cin = cfg.channels(cfg.stem_channels)
-        self.stem = ConvBNAct(1, cin, 3, 2, 1, cfg)
+        self.stem = conv_bn_act(1, cin, 3, 2, 1, cfg)
         blocks = []
         for expand, kernel, stride, channels, repeats in cfg.stages:
             cout = cfg.channels(channels)
@@ -219,7 +202,7 @@ class EfficientNetEncoder(AbsEncoder, FrozenExtractor):
                 blocks.append(MBConv(cin, cout, expand, kernel, stride if i == 0 else 1, cfg))
                 cin = cout
         self.blocks = nn.ModuleList(blocks)
-        self.head = ConvBNAct(cin, cfg.channels(cfg.head_channels), 1, 1, 1, cfg)
+        self.head = conv_bn_act(cin, cfg.channels(cfg.head_channels), 1, 1, 1, cfg)
         self._output_size = cfg.channels(cfg.head_channels)
         self._init_weights()
         if loaded is not None:
@@ -237,9 +220,9 @@ class EfficientNetEncoder(AbsEncoder, FrozenExtractor):
 
     def frame_lengths_to_steps(self, frame_lengths: torch.Tensor) -> torch.Tensor:
         """Valid output steps from log-mel frame counts [B] -> LongTensor[B]."""
-        n = conv_out_lengths(frame_lengths.long(), 3, 2)
+        n = self.stem.out_lengths(frame_lengths.long())
         for block in self.blocks:
-            n = conv_out_lengths(n, block.depthwise.kernel, block.depthwise.stride)
+            n = block.depthwise.out_lengths(n)
         return n
 
     def patch_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
@@ -256,8 +239,8 @@ class EfficientNetEncoder(AbsEncoder, FrozenExtractor):
         for block in self.blocks:
             x, lengths = block(x, lengths)
         x, _ = self.head(x, lengths)
-        x = mask_time(x, lengths)
-        return EfficientNetOutput(hidden=x.mean(dim=2).transpose(1, 2), lengths=lengths)  # [B, F', D]
+        hidden = FeatureMap(x, lengths, time_dim=TIME_DIM).frames()  # [B, F', D]
+        return EfficientNetOutput(hidden=hidden, lengths=lengths)
 
     def encode(self, wavs: torch.Tensor, lengths: torch.Tensor) -> EfficientNetOutput:
         """16 kHz waveforms [B, T] with valid samples [B] -> EfficientNetOutput."""

@@ -1,15 +1,34 @@
 """Reading a ``decar_efficientnet`` checkpoint file: ``{'kind', 'cfg', 'model'}``, validated.
 
 Below both ``decar.efficientnet`` (whose ``init=`` reads one) and ``decar.checkpoint``
-(which builds and writes them).
+(which builds and writes them). Both read through :func:`check_efficientnet_checkpoint`,
+the one place where keys of older files are renamed to the current layout:
+
+    blocks.N.se.reduce.{weight,bias}  ->  blocks.N.se.fc1.{weight,bias}
+    blocks.N.se.expand.{weight,bias}  ->  blocks.N.se.fc2.{weight,bias}
+
+(the squeeze-excite became the shared ``espnet2_sonar.nn.conv.SqueezeExcite``; tensors
+and shapes are unchanged).
 """
 
+import re
 from pathlib import Path
 from typing import Any, Dict, Mapping
 
 import torch
 
 KIND = "decar_efficientnet"
+_LEGACY_SE = re.compile(r"^(blocks\.\d+\.se\.)(reduce|expand)\.")
+_LEGACY_SE_NAMES = {"reduce": "fc1", "expand": "fc2"}
+
+
+def _rename_legacy_se(m: "re.Match[str]") -> str:
+    return f"{m.group(1)}{_LEGACY_SE_NAMES[m.group(2)]}."
+
+
+def upgrade_efficientnet_state(state: Mapping[str, Any]) -> Dict[str, Any]:
+    """``state`` with squeeze-excite keys of the older layout renamed (see the module docstring)."""
+    return {_LEGACY_SE.sub(_rename_legacy_se, k): v for k, v in state.items()}
 
 
 def is_efficientnet_checkpoint(ckpt: Any) -> bool:
@@ -23,7 +42,7 @@ def check_efficientnet_checkpoint(ckpt: Any, source: str) -> Dict[str, Any]:
     for part in ("cfg", "model"):
         if not isinstance(ckpt.get(part), Mapping):
             raise ValueError(f"{source}: DECAR EfficientNet checkpoint without a {part!r} mapping")
-    return dict(ckpt)
+    return {**ckpt, "model": upgrade_efficientnet_state(ckpt["model"])}
 
 
 def read_efficientnet_checkpoint(path: str | Path) -> Dict[str, Any]:

@@ -21,8 +21,8 @@ from torch import Tensor, nn
 
 from espnet2_sonar.beats.frontend import FBANK_MEAN, FBANK_STD, BeatsFrontend
 from espnet2_sonar.nn.frozen_extractor import FrozenExtractor
+from espnet2_sonar.nn.pooling import masked_mean
 from espnet2_sonar.ssondo.abs_student import AbsStudent, StudentOutput
-from espnet2_sonar.ssondo.layers import masked_time_pool
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -73,7 +73,7 @@ class StudentEncoder(nn.Module, FrozenExtractor):
     def embed(self, wavs: Tensor, lengths: Tensor) -> Tensor:
         """Clip embedding [B, D]: the last hidden state averaged over valid steps."""
         out = self.encode(wavs, lengths)
-        return masked_time_pool(out.last, out.lengths)
+        return masked_mean(out.last, out.lengths, dim=1)
 
     def forward(self, wavs: Tensor, lengths: Tensor) -> Tensor:
         return self.embed(wavs, lengths)

@@ -14,8 +14,8 @@ from typing import List
 
 from torch import Tensor, nn
 
+from espnet2_sonar.nn.conv import ConvBNAct, FeatureMap, SqueezeExcite
 from espnet2_sonar.ssondo.abs_student import AbsStudent, StudentOutput
-from espnet2_sonar.ssondo.layers import ConvBNAct, FeatureMap, SqueezeExcite
 from espnet2_sonar.utils.config import StrictConfig
 
 # kernel, expanded channels, output channels, squeeze-excite, activation, stride
@@ -77,7 +77,7 @@ class InvertedResidual(nn.Module):
         super().__init__()
         self.expand = ConvBNAct(c_in, expand, 1, act=act) if expand != c_in else None
         self.depthwise = ConvBNAct(expand, expand, kernel, stride, groups=expand, act=act)
-        self.se = SqueezeExcite(expand, se_reduction) if se else None
+        self.se = SqueezeExcite(expand, max(8, expand // se_reduction)) if se else None
         self.project = ConvBNAct(expand, c_out, 1, act="identity")
         self.residual = stride == 1 and c_in == c_out
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from espnet2_sonar.nn.masks import valid_mask
 from espnet2_sonar.ssondo.abs_student import AbsStudent, StudentOutput
-from espnet2_sonar.ssondo.layers import time_mask
 from espnet2_sonar.utils.config import StrictConfig
 
 NUM_MEL_BINS = 128
@@ -102,12 +102,12 @@ class SmallTransformerStudent(AbsStudent):
         if m != NUM_MEL_BINS:
             raise ValueError(f"expected fbank [B, F, {NUM_MEL_BINS}], got {tuple(fbank.shape)}")
         n = max(int(lengths.max()), 1)
-        fbank = fbank * time_mask(frame_lengths.long(), f)[..., None].to(fbank.dtype)  # zero the padding frames
+        fbank = fbank * valid_mask(frame_lengths.long(), f)[..., None].to(fbank.dtype)  # zero the padding frames
         fbank = nn.functional.pad(fbank, (0, 0, 0, max(0, n * k - f)))[:, : n * k]
         tokens = fbank.reshape(b, n, k * m)  # [B, N, k * 128]
         x = self.embed(self.token_norm(tokens)) + sinusoidal_positions(n, self.config.dim, fbank.device)
         x = self.dropout(x)
-        valid = time_mask(lengths, n)  # [B, N]
+        valid = valid_mask(lengths, n)  # [B, N]
         keep = valid[..., None].to(x.dtype)
         layers = [x * keep]
         for i, layer in enumerate(self.layers):

@@ -1,0 +1,56 @@
+"""DECAR EfficientNet files written before the shared squeeze-excite (``se.reduce``/``se.expand``) still load."""
+
+import pytest
+import torch
+
+from espnet2_sonar.decar.checkpoint import KIND, efficientnet_checkpoint, efficientnet_from_checkpoint
+from espnet2_sonar.decar.efficientnet import EfficientNetEncoder
+from espnet2_sonar.decar.efficientnet_file import upgrade_efficientnet_state
+
+
+def _old_layout(state):
+    """The state dict as the EfficientNet wrote it before its blocks moved to nn/conv.py."""
+    old = {}
+    for k, v in state.items():
+        old[k.replace(".se.fc1.", ".se.reduce.").replace(".se.fc2.", ".se.expand.")] = v
+    return old
+
+
+def _encoder():
+    torch.manual_seed(0)
+    enc = EfficientNetEncoder("tiny")
+    for m in enc.modules():  # non-trivial running statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return enc.eval()
+
+
+def test_upgrade_renames_only_squeeze_excite_keys():
+    state = _encoder().state_dict()
+    old = _old_layout(state)
+    assert "blocks.1.se.reduce.weight" in old and "blocks.1.expand.conv.weight" in old
+    assert list(upgrade_efficientnet_state(old)) == list(state)  # same keys, same order
+    assert list(upgrade_efficientnet_state(state)) == list(state)  # current files unchanged
+
+
+@pytest.mark.timeout(60)
+def test_an_old_layout_file_loads_and_gives_the_same_outputs(tmp_path):
+    from espnet2_sonar.eval.checkpoints import load_encoder
+
+    enc = _encoder()
+    ckpt = efficientnet_checkpoint(enc)
+    ckpt["model"] = _old_layout(ckpt["model"])
+    assert ckpt["kind"] == KIND and any(".se.reduce." in k for k in ckpt["model"])
+    path = tmp_path / "old.pt"
+    torch.save(ckpt, path)
+    wavs = torch.randn(2, 12000, generator=torch.Generator().manual_seed(1))
+    lengths = torch.tensor([12000, 7000])
+    with torch.no_grad():
+        ref = enc(wavs, lengths)[0]
+        for loaded in (
+            efficientnet_from_checkpoint(ckpt, "old"),
+            EfficientNetEncoder(init=str(path)).eval(),
+            load_encoder(path),
+        ):
+            assert torch.equal(loaded(wavs, lengths)[0], ref)
