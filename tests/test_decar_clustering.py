@@ -96,7 +96,7 @@ def test_nmi_properties():
 @pytest.mark.timeout(30)
 def test_empty_cluster_from_kmeans_is_reseeded(monkeypatch):
     """Force faiss to return a centroid no point is nearest to: the cluster is re-seeded."""
-    import espnet2_sonar.sampling.kmeans as km
+    import espnet2_sonar.nn.kmeans as km
 
     class FarCentroidKmeans:
         def __init__(self, d, k, **kwargs):

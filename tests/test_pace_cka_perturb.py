@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from espnet2_sonar.nn.specaug import SpecAugment, SpecAugmentConfig
 from espnet2_sonar.pace.cka import linear_cka, select_lora_layers
-from espnet2_sonar.pace.perturb import PerturbConfig, boundary_mask, class_means, hinge_loss, tf_mask
+from espnet2_sonar.pace.perturb import PerturbConfig, boundary_mask, class_means, hinge_loss
 
 
 @pytest.mark.timeout(30)
@@ -32,14 +33,18 @@ def test_select_lora_layers():
 
 
 @pytest.mark.timeout(30)
-def test_tf_mask_seeded_and_inside_valid_frames():
+def test_perturbation_masks_go_through_specaug_inside_valid_frames():
     config = PerturbConfig(num_time_masks=2, time_width=5, num_freq_masks=2, freq_width=10)
+    assert config.specaug() == SpecAugmentConfig(
+        freq_masks=2, freq_mask_width=10, time_masks=2, time_mask_width=5, time_mask_ratio=0.0
+    )
+    masker = SpecAugment(config.specaug())
     fbank = torch.ones(3, 40, 128)
     fbank[1, 25:] = 7.0  # padding of item 1
     lengths = torch.tensor([40, 25, 30])
-    a = tf_mask(fbank, lengths, config, torch.Generator().manual_seed(0))
-    b = tf_mask(fbank, lengths, config, torch.Generator().manual_seed(0))
-    c = tf_mask(fbank, lengths, config, torch.Generator().manual_seed(1))
+    a, _ = masker(fbank, lengths, torch.Generator().manual_seed(0))
+    b, _ = masker(fbank, lengths, torch.Generator().manual_seed(0))
+    c, _ = masker(fbank, lengths, torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.equal(a[1, 25:], fbank[1, 25:])  # padding untouched
     assert torch.equal(fbank, torch.where(fbank == 7.0, 7.0, 1.0))  # input not modified
@@ -49,6 +54,8 @@ def test_tf_mask_seeded_and_inside_valid_frames():
         m = (a[i, : int(lengths[i])] == 0)
         time_rows, freq_cols = m.all(dim=1), m.all(dim=0)
         assert torch.equal(m, time_rows[:, None] | freq_cols[None, :])
+    with pytest.raises(ValueError, match=">= 0"):
+        PerturbConfig(time_width=-1)
 
 
 @pytest.mark.timeout(30)

@@ -3,7 +3,7 @@
     x [N, D] -> PCA to d = min(pca_dim, D, N, rank) dims, each scaled to unit variance
       -> rows L2-normalised -> k-means (k clusters, niter Lloyd iterations, seed)
 
-Guarantees (inherited from ``espnet2_sonar.sampling.kmeans``): every cluster is non-empty
+Guarantees (inherited from ``espnet2_sonar.nn.kmeans`` with ``k_policy="distinct"``): every cluster is non-empty
 (empty ones are re-seeded from the farthest points of the largest spread), centroids are
 finite, and ``k`` is clamped to the number of distinct points (``Clustering.requested_k``
 keeps the value asked for). Directions with (numerically) zero variance are dropped
@@ -20,7 +20,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from espnet2_sonar.sampling.kmeans import assign_to_centroids, kmeans
+from espnet2_sonar.nn.kmeans import assign_to_centroids, kmeans
 from espnet2_sonar.utils.atomic_write import atomic_path
 
 RELATIVE_EIGEN_TOL = 1e-5
@@ -126,7 +126,7 @@ def cluster_features(x: np.ndarray, k: int, *, pca_dim: int = 128, niter: int = 
         raise ValueError("features contain NaN or inf (did the encoder diverge?)")
     whitening = fit_pca_whitening(x, pca_dim)
     z = whitening(x)
-    km = kmeans(z, k, seed=seed, niter=niter, max_points_per_centroid=1 << 30)
+    km = kmeans(z, k, k_policy="distinct", seed=seed, niter=niter, max_points_per_centroid=1 << 30)
     return Clustering(
         labels=km.assignments,
         centroids=km.centroids,

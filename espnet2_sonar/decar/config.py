@@ -8,6 +8,7 @@ so a run's ``config.yaml`` records all of them.
 from dataclasses import dataclass, field
 from typing import List
 
+from espnet2_sonar.nn.specaug import SpecAugmentConfig
 from espnet2_sonar.utils.config import StrictConfig
 
 
@@ -79,16 +80,22 @@ class DecarConfig(StrictConfig):
             raise ValueError(f"bn_calibration_clips must be >= 0, got {self.bn_calibration_clips}")
         if self.feature_batch_size < 1 or self.feature_shard_size < 1:
             raise ValueError("feature_batch_size and feature_shard_size must be >= 1")
-        if min(self.freq_masks, self.freq_mask_width, self.time_masks) < 0:
-            raise ValueError("SpecAugment counts and widths must be >= 0")
-        if not 0.0 <= self.time_mask_ratio < 1.0:
-            raise ValueError(f"time_mask_ratio must be in [0, 1), got {self.time_mask_ratio}")
+        self.specaug()  # validates the SpecAugment fields (one set of checks, in nn.specaug)
         if not 0.0 <= self.lowpass_prob <= 1.0:
             raise ValueError(f"lowpass_prob must be in [0, 1], got {self.lowpass_prob}")
         if not 0.0 < self.lowpass_min_hz <= self.lowpass_max_hz:
             raise ValueError(
                 f"need 0 < lowpass_min_hz <= lowpass_max_hz, got {self.lowpass_min_hz}, {self.lowpass_max_hz}"
             )
+
+    def specaug(self) -> SpecAugmentConfig:
+        """The SpecAugment part of this config (``nn.specaug``)."""
+        return SpecAugmentConfig(
+            freq_masks=self.freq_masks,
+            freq_mask_width=self.freq_mask_width,
+            time_masks=self.time_masks,
+            time_mask_ratio=self.time_mask_ratio,
+        )
 
     @property
     def feature_dim(self) -> int:

@@ -18,9 +18,11 @@ from torch import nn
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
-from espnet2_sonar.decar.augment import BandLimit, SpecAugment
+from espnet2_sonar.decar.augment import BandLimit
 from espnet2_sonar.decar.config import DecarConfig
 from espnet2_sonar.decar.encoders import pooled_embedding, spectrogram
+from espnet2_sonar.nn.specaug import SpecAugment
+from espnet2_sonar.utils.seeding import derive_seed
 
 
 def _mlp(dim: int, hidden: list, dropout: float) -> nn.Sequential:
@@ -46,7 +48,7 @@ class DecarModel(AbsESPnetModel):
         self.encoder = encoder
         self.head = _mlp(encoder.output_size(), cfg.head_dims, cfg.head_dropout)
         self.classifier = nn.Linear(cfg.feature_dim, cfg.num_clusters)
-        self.augment = SpecAugment(cfg.freq_masks, cfg.freq_mask_width, cfg.time_masks, cfg.time_mask_ratio)
+        self.augment = SpecAugment(cfg.specaug(), seed=cfg.seed)
         self.band_limit = BandLimit(cfg.lowpass_prob, cfg.lowpass_min_hz, cfg.lowpass_max_hz)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.reset_classifier_(torch.Generator().manual_seed(cfg.seed))
@@ -63,7 +65,7 @@ class DecarModel(AbsESPnetModel):
             self.classifier.bias.zero_()
 
     def _augment_generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.config.seed * 1_000_003 + int(self.step))
+        return torch.Generator().manual_seed(derive_seed(self.config.seed, "decar.augment", int(self.step)))
 
     def features(self, speech: torch.Tensor, speech_lengths: torch.Tensor, augment: bool = False) -> torch.Tensor:
         """The clustered feature: head output [B, H] (dropout active only in training mode)."""
@@ -75,7 +77,7 @@ class DecarModel(AbsESPnetModel):
             speech = self.band_limit(speech, speech_lengths, generator)
         spec = spectrogram(self.encoder, speech, speech_lengths)
         if augment and self.augment.active:
-            spec.feats = self.augment(spec.feats, spec.frame_lengths, generator)
+            spec.feats, _ = self.augment(spec.feats, spec.frame_lengths, generator)
         return self.head(pooled_embedding(self.encoder, spec))
 
     def forward(

@@ -27,6 +27,7 @@ from torch import nn
 from espnet2_sonar.decar.cluster_features import extract_cluster_features, sound_reader, weights_digest
 from espnet2_sonar.decar.clustering import cluster_features, normalized_mutual_info
 from espnet2_sonar.utils.atomic_write import atomic_write
+from espnet2_sonar.utils.seeding import derive_seed
 
 
 @dataclass
@@ -67,7 +68,8 @@ def labels_path(work_dir: str | Path, epoch: int, split: str) -> Path:
 
 
 def kmeans_seed(seed: int, epoch: int) -> int:
-    return (int(seed) * 1_000_003 + int(epoch)) % (2**31 - 1)
+    """Seed of the k-means that relabels the data for ``epoch``."""
+    return derive_seed(int(seed), "decar.kmeans", int(epoch))
 
 
 def write_labels(path: Path, ids: Sequence[str], labels: Sequence[int]) -> None:

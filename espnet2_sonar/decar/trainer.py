@@ -45,6 +45,7 @@ from espnet2_sonar.decar.checkpoint import save_encoder
 from espnet2_sonar.decar.cluster_features import sound_reader
 from espnet2_sonar.decar.recluster import SplitData, recluster_epoch
 from espnet2_sonar.utils.amp_trainer import AmpTrainer
+from espnet2_sonar.utils.seeding import derive_seed
 
 WORK_SUBDIR = "decar"
 
@@ -81,7 +82,7 @@ def calibrate_batchnorm(model: torch.nn.Module, train: SplitData) -> int:
 
 def reset_classifier(model: torch.nn.Module, optimizers: Sequence[torch.optim.Optimizer], epoch: int) -> None:
     """Re-draw the classifier from (config.seed, epoch) and forget its optimizer state."""
-    seed = (model.config.seed * 1_000_003 + 7919 * int(epoch)) % (2**63 - 1)
+    seed = derive_seed(model.config.seed, "decar.classifier", int(epoch))
     model.reset_classifier_(torch.Generator().manual_seed(seed))
     params = set(model.classifier.parameters())
     for opt in optimizers:

@@ -1,6 +1,7 @@
 """Model-agnostic tensor helpers shared by every model family: masks, pooling, state-dict checks,
-and the ``FrozenExtractor`` interface the families' encoders implement.
+the seeded SpecAugment, the length-aware CNN blocks (``conv``), and the ``FrozenExtractor``
+interface the families' encoders implement.
 
 Layer 1 of the package (above ``utils``/``data``, below the model families): modules here
-import only torch and ``espnet2_sonar.utils``.
+import only torch, numpy, faiss, espnet and ``espnet2_sonar.utils``.
 """

@@ -30,11 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from espnet2_sonar.nn.specaug import SpecAugment
 from espnet2_sonar.pace.cka import DepthSelection, layerwise_cka, select_lora_layers
 from espnet2_sonar.pace.fbanks import pad_fbanks
 from espnet2_sonar.pace.lora import LoRALinear, session_parameters
 from espnet2_sonar.pace.model import Hidden, PooledBackbone, pad_hidden
-from espnet2_sonar.pace.perturb import PerturbConfig, boundary_mask, class_means, hinge_loss, tf_mask
+from espnet2_sonar.pace.perturb import PerturbConfig, boundary_mask, class_means, hinge_loss
 from espnet2_sonar.pace.projection import SubspaceProtector, capture_inputs, set_token_mask
 from espnet2_sonar.utils.config import StrictConfig
 
@@ -174,12 +175,12 @@ def find_boundary(
     """BoolTensor[n]: clips whose N_p masked copies are misclassified at a rate above rho_p."""
     errors = torch.zeros(len(data.fbanks))
     order = sorted(range(len(data.fbanks)), key=lambda i: data.fbanks[i].shape[0])
+    masker = SpecAugment(config.specaug())
     for _ in range(config.num_copies):
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
             batch = pad_fbanks([data.fbanks[i] for i in idx])
-            masked = tf_mask(batch.fbank, batch.frame_lengths, config, generator)
-            batch.fbank = masked
+            batch.fbank, _ = masker(batch.fbank, batch.frame_lengths, generator)
             pred = head(backbone.pooled(batch.to(device))).argmax(-1).cpu()
             errors[idx] += (pred != data.labels[idx]).float()
     return boundary_mask(errors / config.num_copies, config.rho_p)

@@ -1,8 +1,9 @@
 """Boundary-aware time-frequency perturbations and the hinge regulariser.
 
-1. ``tf_mask``: a copy of each fbank with ``num_time_masks`` bands of up to ``time_width``
-   frames and ``num_freq_masks`` bands of up to ``freq_width`` mel bins set to 0 (the
-   normalised fbank's mean), SpecAugment style, drawn from a passed generator.
+1. Masked copies: each fbank gets ``num_time_masks`` bands of up to ``time_width`` frames and
+   ``num_freq_masks`` bands of up to ``freq_width`` mel bins set to 0 (the normalised fbank's
+   mean) inside its valid frames, by ``nn.specaug.SpecAugment`` with ``PerturbConfig.specaug()``
+   and a passed generator.
 2. Boundary set: each training clip gets ``num_copies`` (N_p) masked copies; a clip whose
    copies are misclassified by the current model at a rate above ``rho_p`` lies near a
    decision boundary.
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from espnet2_sonar.nn.specaug import SpecAugmentConfig
 from espnet2_sonar.utils.config import StrictConfig
 
 
@@ -49,24 +51,17 @@ class PerturbConfig(StrictConfig):
     def __post_init__(self):
         if self.num_copies < 1 or not 0.0 <= self.rho_p < 1.0 or self.weight < 0:
             raise ValueError(f"invalid perturbation config: {self}")
+        self.specaug()  # raises on negative mask counts or widths
 
-
-def tf_mask(fbank: Tensor, frame_lengths: Tensor, config: PerturbConfig, generator: torch.Generator) -> Tensor:
-    """Masked copy of fbank [B, F, 128] (bands drawn inside each item's valid frames)."""
-    out = fbank.clone()
-    bsz, _, bins = fbank.shape
-    for i in range(bsz):
-        n = int(frame_lengths[i])
-        for _ in range(config.num_time_masks):
-            w = int(torch.randint(0, config.time_width + 1, (1,), generator=generator))
-            w = min(w, n)
-            t0 = int(torch.randint(0, n - w + 1, (1,), generator=generator))
-            out[i, t0 : t0 + w] = 0.0
-        for _ in range(config.num_freq_masks):
-            w = min(int(torch.randint(0, config.freq_width + 1, (1,), generator=generator)), bins)
-            f0 = int(torch.randint(0, bins - w + 1, (1,), generator=generator))
-            out[i, :n, f0 : f0 + w] = 0.0
-    return out
+    def specaug(self) -> SpecAugmentConfig:
+        """The masking of each copy: fixed-width bounds in frames and bins, fill 0."""
+        return SpecAugmentConfig(
+            freq_masks=self.num_freq_masks,
+            freq_mask_width=self.freq_width,
+            time_masks=self.num_time_masks,
+            time_mask_width=self.time_width,
+            time_mask_ratio=0.0,
+        )
 
 
 def boundary_mask(error_rate: Tensor, rho_p: float) -> Tensor:

@@ -1,7 +1,7 @@
 """Balanced data sampling (BDS, S-SONDO): draw items with probability proportional to 1 / |cluster(i)|.
 
 Every non-empty cluster then receives the same expected share of draws (1 / K), whatever
-its size. The clusters usually come from :func:`espnet2_sonar.sampling.kmeans.kmeans` on
+its size. The clusters usually come from :func:`espnet2_sonar.nn.kmeans.kmeans` on
 teacher embeddings (k = 50 in S-SONDO).
 
 Three ways to use the weights:
@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from espnet2.samplers.abs_sampler import AbsSampler
 from torch.utils.data import Sampler
+
+from espnet2_sonar.utils.seeding import derive_seed
 
 
 def balanced_weights(assignments: Sequence[int]) -> np.ndarray:
@@ -86,7 +88,7 @@ class BalancedSampler(Sampler[int]):
         return self.num_samples
 
     def __iter__(self) -> Iterator[int]:
-        idx = _draw(self.weights, self.num_samples, self.seed * 1_000_003 + self.epoch, self.replacement)
+        idx = _draw(self.weights, self.num_samples, derive_seed(self.seed, "bds.sampler", self.epoch), self.replacement)
         return iter(idx.tolist())
 
 

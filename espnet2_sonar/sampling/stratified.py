@@ -3,7 +3,7 @@
 Given embeddings of the prior pool P_old and of the new domain D_new (both from the frozen
 prior encoder M0):
 
-1. k-means on P_old -> S strata (:func:`espnet2_sonar.sampling.kmeans.kmeans`).
+1. k-means on P_old -> S strata (:func:`espnet2_sonar.nn.kmeans.kmeans`, ``k_policy="distinct"``).
 2. relevance r_s of stratum s (:func:`stratum_relevance`):
    ``nearest``: share of D_new items whose nearest prior centroid is s;
    ``softmax``: mean over D_new of softmax_s(-||e - c_s||^2 / relevance_temperature).
@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Literal, Sequence
 
 import numpy as np
 
-from espnet2_sonar.sampling.kmeans import KMeansResult, kmeans
+from espnet2_sonar.nn.kmeans import KMeansResult, kmeans
 
 from espnet2_sonar.utils.atomic_write import atomic_write
 from espnet2_sonar.utils.config import StrictConfig
@@ -361,7 +361,12 @@ def stratified_sample(
         prior_emb, new_emb = _l2_normalize(prior_emb), _l2_normalize(new_emb)
     if clustering is None:
         clustering = kmeans(
-            prior_emb, config.num_strata, seed=config.seed, niter=config.kmeans_iters, spherical=False
+            prior_emb,
+            config.num_strata,
+            k_policy="distinct",
+            seed=config.seed,
+            niter=config.kmeans_iters,
+            spherical=False,
         )
     relevance = stratum_relevance(
         new_emb, clustering.centroids, config.relevance, config.relevance_temperature

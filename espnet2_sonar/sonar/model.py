@@ -24,6 +24,7 @@ from espnet2_sonar.sonar.config import SonarConfig
 from espnet2_sonar.nn.masks import valid_mask
 from espnet2_sonar.sonar.targets import AbsTargetMaker
 from espnet2_sonar.utils.precision import maybe_autocast
+from espnet2_sonar.utils.seeding import derive_seed
 
 
 class SonarModel(AbsESPnetModel):
@@ -78,11 +79,11 @@ class SonarModel(AbsESPnetModel):
 
     def _mask_generator(self, device: torch.device) -> torch.Generator:
         # Under DDP every rank draws its own masks (else equal-length items at the same batch
-        # position on different ranks get identical masks); rank 0 / one process: seed + step.
+        # position on different ranks get identical masks): the seed mixes (seed, step, rank).
         dist = torch.distributed
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         g = torch.Generator(device="cpu")
-        g.manual_seed(self.config.seed * 1_000_003 + int(self.step) + rank * 7_919_000_003)
+        g.manual_seed(derive_seed(self.config.seed, "sonar.mask", int(self.step), rank))
         return g
 
     def forward(

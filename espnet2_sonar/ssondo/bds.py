@@ -1,6 +1,6 @@
 """Balanced data sampling for S-SONDO: cluster teacher embeddings, sample 1 / |cluster| per item.
 
-* :func:`fit_bds_clusters`: seeded faiss k-means (``espnet2_sonar.sampling.kmeans``) on the
+* :func:`fit_bds_clusters`: seeded faiss k-means (``espnet2_sonar.nn.kmeans``, ``k_policy="distinct"``) on the
   teacher embeddings (L2-normalised, spherical by default: the loss is a cosine);
 * ``utt2cluster``: the assignments as a Kaldi text file (``<utt> <cluster>``), written next
   to the teacher cache and read by the training task (``--bds_clusters``);
@@ -19,7 +19,7 @@ import numpy as np
 from espnet2.samplers.abs_sampler import AbsSampler
 
 from espnet2_sonar.sampling.balanced import BalancedBatchSampler, balanced_weights
-from espnet2_sonar.sampling.kmeans import kmeans
+from espnet2_sonar.nn.kmeans import kmeans
 from espnet2_sonar.utils.atomic_write import atomic_write
 
 
@@ -74,7 +74,7 @@ def fit_bds_clusters(
         raise ValueError(f"embeddings must be [N, D] with N = {len(ids)} ids, got shape {x.shape}")
     if normalize:
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    result = kmeans(x, k, seed=seed, niter=niter, nredo=nredo, spherical=normalize)
+    result = kmeans(x, k, k_policy="distinct", seed=seed, niter=niter, nredo=nredo, spherical=normalize)
     return BdsClusters(list(ids), result.assignments.astype(np.int64), result.sizes, int(k), int(seed))
 
 

@@ -27,7 +27,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from espnet2_sonar.tokenizer.kmeans import spherical_kmeans
+from espnet2_sonar.nn.kmeans import kmeans
 
 Collective = Callable[[torch.Tensor], torch.Tensor]
 
@@ -54,6 +54,20 @@ def torch_broadcast_rank0(t: torch.Tensor) -> torch.Tensor:
 
 def l2norm(t: torch.Tensor) -> torch.Tensor:
     return F.normalize(t, p=2, dim=-1)
+
+
+def codebook_kmeans(
+    features: torch.Tensor, num_codes: int, *, seed: int, iters: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine k-means of features [M, d] into exactly ``num_codes`` codes (``k_policy="exact"``).
+
+    Returns:
+        centroids: float32 [K, d], unit norm; counts: int64 [K] (points nearest each
+        centroid), both on the features' device.
+    """
+    unit = l2norm(features.detach().float()).cpu()
+    km = kmeans(unit.numpy(), num_codes, k_policy="exact", seed=seed, niter=iters, spherical=True)
+    return torch.from_numpy(km.centroids).to(features.device), torch.from_numpy(km.sizes).to(features.device)
 
 
 @dataclass
@@ -188,9 +202,9 @@ class NormEMACodebook(nn.Module):
     @torch.no_grad()
     def init_codes_(self, features: torch.Tensor) -> None:
         """k-means-initialise the codebook from features [M, d]; rank 0's result wins."""
-        km = spherical_kmeans(features, self.num_codes, seed=self.seed, iters=self.kmeans_iters)
-        centroids = self.broadcast(km.centroids.to(self.weight))
-        counts = self.broadcast(km.counts.to(self.weight))
+        centroids, counts = codebook_kmeans(features, self.num_codes, seed=self.seed, iters=self.kmeans_iters)
+        centroids = self.broadcast(centroids.to(self.weight))
+        counts = self.broadcast(counts.to(self.weight))
         self.embedding.weight.copy_(centroids)
         self.embedding.cluster_size.copy_(counts)
         self.embedding.initted.fill_(1.0)

@@ -36,12 +36,12 @@ from espnet2_sonar.tokenizer.codebook import (
     Collective,
     NormEMACodebook,
     StepStats,
+    codebook_kmeans,
     identity,
     l2norm,
 )
-from espnet2_sonar.tokenizer.kmeans import spherical_kmeans
-
 from espnet2_sonar.utils.config import StrictConfig
+from espnet2_sonar.utils.seeding import derive_seed
 
 
 @dataclass
@@ -215,7 +215,7 @@ class OnlineClusteredCodebook(NormEMACodebook):
         if n == 0:
             return 0
         if features.shape[0] > 0:
-            g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + int(self.num_steps))
+            g = torch.Generator().manual_seed(derive_seed(self.config.seed, "occ.reanchor", int(self.num_steps)))
             pick = torch.randint(features.shape[0], (n,), generator=g).to(features.device)
             anchors = features[pick].to(self.weight)
         else:  # nothing local to sample: a no-op unless rank 0 supplies anchors
@@ -243,10 +243,9 @@ class OnlineClusteredCodebook(NormEMACodebook):
         if stats[1] <= 0 or float(stats[0] / stats[1]) <= self.config.expand_trigger:
             return 0
         n_add = int(min(self.config.expand_codes, room, int(stats[0])))
-        seed = self.config.seed * 7_919 + 104_729 * (int(self.num_expansions) + 1)
+        seed = derive_seed(self.config.seed, "occ.expand", int(self.num_expansions))
         if novel.any():
-            km = spherical_kmeans(unit[novel], n_add, seed=seed, iters=self.config.kmeans_iters)
-            centroids, counts = km.centroids, km.counts
+            centroids, counts = codebook_kmeans(unit[novel], n_add, seed=seed, iters=self.config.kmeans_iters)
         else:  # no local novel features (another rank had them): rank 0 decides
             g = torch.Generator().manual_seed(seed)
             centroids = l2norm(torch.randn(n_add, self.dim, generator=g))
