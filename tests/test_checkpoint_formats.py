@@ -145,7 +145,7 @@ def test_fbank_statistics_round_trip_encoder_and_tokenizer(tmp_path):
     tpath = save_official_tokenizer(tok, tmp_path / "tok.pt")
     assert torch.load(tpath, weights_only=True)["cfg"]["fbank_mean"] == 14.0
     tback = load_official_tokenizer(tpath)
-    assert (tback.encoder.frontend.fbank_mean, tback.config.fbank_std) == (14.0, 5.0)
+    assert (tback.encoder.frontend.fbank_mean, tback.config.encoder.fbank_std) == (14.0, 5.0)
     with torch.no_grad():
         assert torch.equal(tback.encode(wavs, lengths), tok.encode(wavs, lengths))
     # an ESPnet tokenizer file: padding convs, partial cfg, embed_loss_beta -> ESPnet statistics
@@ -155,7 +155,7 @@ def test_fbank_statistics_round_trip_encoder_and_tokenizer(tmp_path):
     cfg = {k: v for k, v in tckpt["cfg"].items() if not k.startswith("fbank") and k not in ("codebook_beta",)}
     torch.save({"cfg": dict(cfg, embed_loss_beta=0.5, mask_ratio=0.75), "model": model}, tmp_path / "esp_tok.pt")
     etok = load_beats_tokenizer(tmp_path / "esp_tok.pt")
-    assert (etok.config.fbank_mean, etok.config.codebook_beta) == (ESPNET_FBANK_MEAN, 0.5)
+    assert (etok.config.encoder.fbank_mean, etok.config.codebook_beta) == (ESPNET_FBANK_MEAN, 0.5)
     assert etok.num_codes == tok.num_codes
 
 

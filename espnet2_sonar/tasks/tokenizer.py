@@ -3,6 +3,15 @@
     --tokenizer_conf {arch: tiny, teacher: exp/base/iter1/encoder.pt, config: {...}}
     --tokenizer_train_conf {commitment_weight: 1.0}
 
+``config`` overrides the ``arch`` tokenizer's ``BeatsTokenizerConfig``, nested (canonical;
+encoder fields field by field)::
+
+    config: {estimator_layers: 1, encoder: {dropout: 0.0}}
+
+or in the flat official-cfg layout (``config: {estimator_layers: 1, dropout: 0.0}``), which
+``BeatsTokenizerConfig.nest`` maps to the nested form; a dict mixing both forms, or an unknown
+key in either, is an error naming the key.
+
 Data as in SonarTask (``speech``, optional ``is_replay``).
 """
 
@@ -29,7 +38,7 @@ class TokenizerTask(SonarTask):  # SonarTask for the data side (speech + is_repl
             action=NestedDictAction,
             default=dict(arch="tiny", teacher=None, config={}),
             help="arch (tiny|small|base), teacher (BEATs encoder checkpoint, any format, or hf:// spec), "
-            "config (BeatsTokenizerConfig overrides)",
+            "config (BeatsTokenizerConfig overrides: nested {encoder: {...}, ...} or flat official cfg keys)",
         )
         group.add_argument(
             "--tokenizer_train_conf",
@@ -51,11 +60,11 @@ class TokenizerTask(SonarTask):  # SonarTask for the data side (speech + is_repl
         if not teacher_path:
             raise ValueError("--tokenizer_conf teacher=PATH (a BEATs encoder checkpoint or hf:// spec) is required")
         teacher = load_beats_encoder(teacher_path)  # any BEATs format, file or Hugging Face spec
-        overrides = dict(args.tokenizer_conf.get("config") or {})
+        overrides = BeatsTokenizerConfig.nest(args.tokenizer_conf.get("config") or {})
         overrides.setdefault("target_dim", teacher.output_size())
         # the tokenizer reads the same fbank as its teacher (an ESPnet base: ESPnet's statistics)
-        overrides.setdefault("fbank_mean", teacher.config.fbank_mean)
-        overrides.setdefault("fbank_std", teacher.config.fbank_std)
+        overrides["encoder"].setdefault("fbank_mean", teacher.config.fbank_mean)
+        overrides["encoder"].setdefault("fbank_std", teacher.config.fbank_std)
         config = BeatsTokenizerConfig.named(args.tokenizer_conf.get("arch", "tiny"), **overrides)
         tokenizer = BeatsTokenizer(config)
         return TokenizerTrainModel(tokenizer, teacher, **args.tokenizer_train_conf)

@@ -16,14 +16,15 @@ quantize.{usage,replay_usage,protected,num_steps,num_expansions}
 estimator.*                         not written (the official tokenizer has no estimator)
 ==================================  ==============================================
 
-Writing: ``cfg`` holds every field of ``BeatsTokenizerConfig`` (the official code ignores
-the extra ones) with ``quant_n`` set to the live codebook size, so a grown codebook loads
-in the official code. Reading is strict: checkpoint keys the tokenizer does not have, keys
-it needs that the checkpoint lacks, shape mismatches and unknown cfg keys raise errors
-naming them and the file. ``ignore`` takes globs of model keys to skip, ``ignore_cfg`` cfg
-keys to drop. The estimator of a loaded tokenizer is freshly initialised; with
-``codebook: occ`` in the cfg the codebook becomes an online clustered codebook starting from
-the file's codes (running usage from ``quantize.cluster_size``, nothing protected).
+Writing: ``cfg`` is ``BeatsTokenizerConfig.to_flat()`` (the official flat layout plus our
+keys, which the official code ignores) with ``quant_n`` set to the live codebook size, so a
+grown codebook loads in the official code. Reading (``BeatsTokenizerConfig.from_flat``) is
+strict: checkpoint keys the tokenizer does not have, keys it needs that the checkpoint lacks,
+shape mismatches and unknown cfg keys raise errors naming them and the file. ``ignore``
+takes globs of model keys to skip, ``ignore_cfg`` cfg keys to drop. The estimator of a loaded
+tokenizer is freshly initialised; with ``codebook: occ`` in the cfg the codebook becomes an
+online clustered codebook starting from the file's codes (running usage from
+``quantize.cluster_size``, nothing protected).
 """
 
 import fnmatch
@@ -75,7 +76,7 @@ def from_official_tokenizer_state(state: Mapping[str, torch.Tensor], num_layers:
 
 def official_tokenizer_checkpoint(tokenizer: BeatsTokenizer) -> Dict[str, Any]:
     """``{'cfg', 'model'}`` of ``tokenizer`` (tensors on the CPU)."""
-    cfg = dict(tokenizer.config.to_dict(), quant_n=tokenizer.num_codes)
+    cfg = dict(tokenizer.config.to_flat(), quant_n=tokenizer.num_codes)
     model = {k: v.detach().cpu().clone() for k, v in to_official_tokenizer_state(tokenizer).items()}
     return {"cfg": cfg, "model": model}
 
@@ -97,7 +98,7 @@ def tokenizer_from_official(
         ckpt: ``{'cfg': dict, 'model': state_dict}``.
         ignore: globs of model keys to skip; skipping a needed key still fails as missing.
         ignore_cfg: cfg keys to drop; any other unknown cfg key raises.
-        overrides: cfg fields to replace (e.g. ``estimator_layers``, ``target_dim``, dropouts).
+        overrides: flat cfg keys to replace (e.g. ``estimator_layers``, ``target_dim``, dropouts).
     """
     if not isinstance(ckpt, Mapping):
         raise _mismatch(f"{source}: expected a dict checkpoint, got {type(ckpt).__name__}")
@@ -108,7 +109,7 @@ def tokenizer_from_official(
     cfg = {k: v for k, v in dict(ckpt["cfg"]).items() if k not in drop}
     cfg.update(overrides or {})
     try:
-        config = BeatsTokenizerConfig.from_dict(cfg)
+        config = BeatsTokenizerConfig.from_flat(cfg)
     except ValueError as err:
         raise ValueError(f"{source}: bad tokenizer cfg: {err}") from err
     use_occ = config.codebook == "occ"

@@ -10,19 +10,27 @@ The estimator predicts a teacher's last layer from the quantized features (BEATs
 training; the loss is in ``objective.py``). ``encode`` gives codes with no side effects;
 ``forward`` is the training step (the codebook updates in training mode).
 
-Config keys: the official ``TokenizersConfig`` keys (microsoft/unilm ``beats/Tokenizers.py``,
-official defaults except ``input_patch_size`` 16 instead of the placeholder -1) in
-``OFFICIAL_KEYS``, plus ours in ``OWN_KEYS`` (the official code ignores extra cfg keys):
-layer_wise_gradient_decay_ratio (read by the official backbone, default 1), codebook, occ,
-codebook_decay, codebook_beta, kmeans_iters, seed, estimator_layers, target_dim, fbank_mean,
-fbank_std.
+Config: ``BeatsTokenizerConfig`` nests the encoder's ``BeatsConfig`` and adds the
+tokenizer's own fields (nested form, the one ``to_dict`` / ``from_dict`` and YAML use)::
+
+    encoder: {encoder_layers: 2, dropout: 0.0, ...}   # BeatsConfig fields
+    quant_n: 128
+    estimator_layers: 1
+
+Checkpoints keep the official flat ``cfg`` layout: the official ``TokenizersConfig`` keys
+(microsoft/unilm ``beats/Tokenizers.py``, official defaults except ``input_patch_size`` 16
+instead of the placeholder -1) in ``OFFICIAL_KEYS``, then ours in ``OWN_KEYS`` (the official
+code ignores extra cfg keys). ``BeatsTokenizerConfig.nest`` / ``from_flat`` / ``to_flat`` are
+the one flat <-> nested conversion: the flat keys of the encoder (``ENCODER_FLAT_KEYS``) go
+to / come from ``encoder``, the others are the tokenizer's fields. The encoder's fine-tuning
+fields (``finetuned_model``, ``predictor_*``) have no flat key and must stay at their defaults.
 Official checkpoint conversion lives in ``espnet2_sonar.tokenizer.interop``; every other
 format is read by ``espnet2_sonar.tokenizer.formats``.
 """
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
-from typing import Any, Dict, Iterator, Optional
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Dict, Iterator, Mapping, Optional
 
 import torch
 from torch import nn
@@ -30,12 +38,11 @@ from torch import nn
 from espnet2_sonar.beats.attention import RelativePositionBias, key_padding_bias
 from espnet2_sonar.beats.config import ARCHITECTURES, BeatsConfig
 from espnet2_sonar.beats.encoder import BeatsEncoder
-from espnet2_sonar.beats.frontend import FBANK_MEAN, FBANK_STD
 from espnet2_sonar.beats.layers import init_layers_, make_layer
 from espnet2_sonar.tokenizer.codebook import Collective, NormEMACodebook, identity
 from espnet2_sonar.tokenizer.occ import OCCConfig, OnlineClusteredCodebook
 
-from espnet2_sonar.utils.config import StrictConfig
+from espnet2_sonar.utils.config import StrictConfig, reject_unknown_keys
 
 OFFICIAL_KEYS = (
     "input_patch_size", "embed_dim", "conv_bias", "encoder_layers", "encoder_embed_dim",
@@ -48,47 +55,31 @@ OWN_KEYS = (
     "layer_wise_gradient_decay_ratio", "codebook", "occ", "codebook_decay", "codebook_beta",
     "kmeans_iters", "seed", "estimator_layers", "target_dim", "fbank_mean", "fbank_std",
 )  # fmt: skip
+FLAT_KEYS = OFFICIAL_KEYS + OWN_KEYS
+"""The flat cfg layout, in the order checkpoints are written."""
+ENCODER_FLAT_KEYS = tuple(k for k in FLAT_KEYS if k in {f.name for f in fields(BeatsConfig)})
+"""Flat keys that are ``BeatsConfig`` fields (nested under ``encoder``)."""
+# BeatsConfig fields with no flat key (fine-tuning head): must keep their defaults
+_ENCODER_UNFLATTENED = tuple(f.name for f in fields(BeatsConfig) if f.name not in ENCODER_FLAT_KEYS)
 # OCC fields fixed by the tokenizer config itself (not settable inside ``occ``)
 _OCC_FROM_TOKENIZER = {
     "num_codes": "quant_n", "dim": "quant_dim", "decay": "codebook_decay", "beta": "codebook_beta",
     "kmeans_iters": "kmeans_iters", "seed": "seed", "kmeans_init": "always true", "eps": "official default",
 }  # fmt: skip
+# codebook size x dimension of the named architectures
+_QUANT = {"base": (1024, 256), "small": (512, 128), "tiny": (128, 32)}
 
 
 @dataclass
 class BeatsTokenizerConfig(StrictConfig):
-    """BEATs tokenizer: encoder shape (official keys), quantizer, estimator (ours)."""
+    """BEATs tokenizer: encoder (``BeatsConfig``), quantizer, estimator (see module doc)."""
 
-    # ---- official TokenizersConfig keys
-    input_patch_size: int = 16
-    embed_dim: int = 512
-    conv_bias: bool = False
-    encoder_layers: int = 12
-    encoder_embed_dim: int = 768
-    encoder_ffn_embed_dim: int = 3072
-    encoder_attention_heads: int = 12
-    activation_fn: str = "gelu"
-    layer_norm_first: bool = False
-    deep_norm: bool = False
-    dropout: float = 0.1
-    attention_dropout: float = 0.1
-    activation_dropout: float = 0.0
-    encoder_layerdrop: float = 0.0
-    dropout_input: float = 0.0
-    conv_pos: int = 128
-    conv_pos_groups: int = 16
-    relative_position_embedding: bool = False
-    num_buckets: int = 320
-    max_distance: int = 1280
-    gru_rel_pos: bool = False
+    encoder: BeatsConfig = field(default_factory=BeatsConfig)
+    """The transformer encoder (a ``BeatsConfig`` or its dict; fine-tuning fields at defaults)."""
     quant_n: int = 1024
     """Codebook size (the live size; grows with an online clustered codebook)."""
     quant_dim: int = 256
     """Code dimension (output of the Linear-Tanh-Linear quantize layer)."""
-
-    # ---- ours
-    layer_wise_gradient_decay_ratio: float = 1.0
-    """Gradient decay of the encoder's layers (see BeatsConfig)."""
     codebook: str = "norm_ema"
     """``norm_ema`` (BEATs NormEMA quantizer) or ``occ`` (online clustered codebook)."""
     occ: Dict[str, Any] = field(default_factory=dict)
@@ -105,13 +96,21 @@ class BeatsTokenizerConfig(StrictConfig):
     estimator_layers: int = 3
     """Layers of the estimator that predicts the teacher's last layer (0: no estimator)."""
     target_dim: int = 0
-    """Width of the teacher's last layer, and of the estimator (0: encoder_embed_dim)."""
-    fbank_mean: float = FBANK_MEAN
-    """fbank normalisation mean the tokenizer's codes are computed with (see BeatsConfig)."""
-    fbank_std: float = FBANK_STD
-    """fbank normalisation std (see BeatsConfig)."""
+    """Width of the teacher's last layer, and of the estimator (0: encoder.encoder_embed_dim)."""
 
     def __post_init__(self):
+        if isinstance(self.encoder, Mapping):
+            BeatsConfig.check_keys(self.encoder, "BeatsTokenizerConfig.encoder")
+            self.encoder = BeatsConfig.from_dict(self.encoder)
+        if not isinstance(self.encoder, BeatsConfig):
+            raise TypeError(f"encoder must be a BeatsConfig or a dict, got {type(self.encoder).__name__}")
+        default = BeatsConfig()
+        changed = [k for k in _ENCODER_UNFLATTENED if getattr(self.encoder, k) != getattr(default, k)]
+        if changed:
+            raise ValueError(
+                f"encoder fields {changed} are not tokenizer settings (no key in the official tokenizer "
+                f"cfg); leave them at their defaults"
+            )
         if self.codebook not in ("norm_ema", "occ"):
             raise ValueError(f"codebook must be 'norm_ema' or 'occ', got {self.codebook!r}")
         self.occ = dict(self.occ or {})
@@ -122,23 +121,18 @@ class BeatsTokenizerConfig(StrictConfig):
                 f"({', '.join(str(_OCC_FROM_TOKENIZER[k]) for k in fixed)}), not inside 'occ'"
             )
         self.occ_config()  # validates the OCC fields
-        self.encoder_config()  # validates the encoder fields
         if self.estimator_layers < 0:
             raise ValueError(f"estimator_layers must be >= 0, got {self.estimator_layers}")
-        if self.estimator_layers and self.estimator_dim % self.encoder_attention_heads:
+        heads = self.encoder.encoder_attention_heads
+        if self.estimator_layers and self.estimator_dim % heads:
             raise ValueError(
-                f"encoder_attention_heads={self.encoder_attention_heads} must divide the estimator "
-                f"width {self.estimator_dim} (target_dim)"
+                f"encoder.encoder_attention_heads={heads} must divide the estimator width "
+                f"{self.estimator_dim} (target_dim)"
             )
 
     @property
     def estimator_dim(self) -> int:
-        return self.target_dim or self.encoder_embed_dim
-
-    def encoder_config(self) -> BeatsConfig:
-        """The BeatsConfig of the tokenizer's transformer encoder."""
-        keys = {f.name for f in fields(BeatsConfig)} & {f.name for f in fields(self)}
-        return BeatsConfig.from_dict({k: getattr(self, k) for k in keys})
+        return self.target_dim or self.encoder.encoder_embed_dim
 
     def occ_config(self) -> OCCConfig:
         """The OCCConfig of ``codebook: occ``."""
@@ -156,17 +150,53 @@ class BeatsTokenizerConfig(StrictConfig):
             )
         )
 
+    # ---- the flat (official cfg) layout: the one conversion
+    @staticmethod
+    def nest(d: Mapping[str, Any]) -> Dict[str, Any]:
+        """Config keys in either form -> the nested form (partial dicts stay partial).
+
+        A dict with an ``encoder`` key is nested and returned as a copy (``encoder`` as a dict);
+        any other dict is flat (``FLAT_KEYS``): the encoder's keys move under ``encoder``.
+        Unknown flat keys, and flat encoder keys beside an ``encoder`` section, raise
+        ``ValueError`` naming them; unknown nested keys are left to ``from_dict``.
+        """
+        d = dict(d)
+        if "encoder" in d:
+            mixed = sorted(k for k in d if k in ENCODER_FLAT_KEYS)
+            if mixed:
+                raise ValueError(f"flat encoder key(s) {mixed} beside a nested 'encoder' section: move them into it")
+            encoder = d["encoder"]
+            d["encoder"] = encoder.to_dict() if isinstance(encoder, BeatsConfig) else dict(encoder or {})
+            return d
+        reject_unknown_keys(d, FLAT_KEYS, "flat BeatsTokenizerConfig")
+        nested = {k: v for k, v in d.items() if k not in ENCODER_FLAT_KEYS}
+        nested["encoder"] = {k: v for k, v in d.items() if k in ENCODER_FLAT_KEYS}
+        return nested
+
+    @classmethod
+    def from_flat(cls, d: Mapping[str, Any]) -> "BeatsTokenizerConfig":
+        """From a flat cfg (``FLAT_KEYS``, e.g. an official checkpoint's ``cfg``); strict."""
+        if "encoder" in d:
+            raise ValueError("a flat tokenizer cfg has no 'encoder' key (that is the nested form)")
+        return cls.from_dict(cls.nest(d))
+
+    def to_flat(self) -> Dict[str, Any]:
+        """The flat cfg (``FLAT_KEYS`` in order) that checkpoints hold and the official code reads."""
+        nested = self.to_dict()
+        values = dict(nested.pop("encoder"), **nested)
+        return {k: values[k] for k in FLAT_KEYS}
 
     @classmethod
     def named(cls, name: str, **overrides: Any) -> "BeatsTokenizerConfig":
         """``tiny`` / ``small`` / ``base`` encoder shapes (BeatsConfig.named) with a codebook
-        of 1024 x 256 (base), 512 x 128 (small) or 128 x 32 (tiny)."""
+        of 1024 x 256 (base), 512 x 128 (small) or 128 x 32 (tiny). ``overrides`` in either
+        form (``nest``); nested ``encoder`` fields override the architecture's one by one."""
         if name not in ARCHITECTURES:
             raise ValueError(f"unknown tokenizer architecture {name!r}; known: {sorted(ARCHITECTURES)}")
-        arch = {k: v for k, v in ARCHITECTURES[name].items() if k in OFFICIAL_KEYS + OWN_KEYS}
-        quant = {"base": (1024, 256), "small": (512, 128), "tiny": (128, 32)}[name]
-        d = dict(arch, quant_n=quant[0], quant_dim=quant[1])
-        d.update(overrides)
+        over = cls.nest(overrides)
+        encoder = dict(ARCHITECTURES[name], **over.pop("encoder"))
+        d = dict(quant_n=_QUANT[name][0], quant_dim=_QUANT[name][1])
+        d.update(over, encoder=encoder)
         return cls.from_dict(d)
 
 
@@ -217,13 +247,14 @@ class TokenizerEstimator(nn.Module):
     def __init__(self, config: BeatsTokenizerConfig):
         super().__init__()
         dim = config.estimator_dim
-        layer_config = BeatsConfig.from_dict(dict(config.encoder_config().to_dict(), relative_position_embedding=True))
+        encoder = config.encoder
+        layer_config = replace(encoder, relative_position_embedding=True)
         self.connector = nn.Linear(config.quant_dim, dim)
         n = config.estimator_layers
         self.layers = nn.ModuleList([make_layer(layer_config, n, dim) for _ in range(n)])
-        self.rel_pos = RelativePositionBias(config.num_buckets, config.encoder_attention_heads, config.max_distance)
+        self.rel_pos = RelativePositionBias(encoder.num_buckets, encoder.encoder_attention_heads, encoder.max_distance)
         self.norm = nn.LayerNorm(dim)
-        init_layers_(self.layers, config.deep_norm)
+        init_layers_(self.layers, encoder.deep_norm)
         nn.init.normal_(self.rel_pos.embedding.weight, std=0.02)
         nn.init.normal_(self.connector.weight, std=0.02)
         nn.init.zeros_(self.connector.bias)
@@ -253,10 +284,11 @@ class BeatsTokenizer(nn.Module):
     """BEATs acoustic tokenizer (see module doc).
 
     Args:
-        config: ``BeatsTokenizerConfig``, its dict, or an architecture name
+        config: ``BeatsTokenizerConfig``, its (nested) dict, or an architecture name
             (``tiny``, ``small``, ``base``).
-        fbank_mean, fbank_std: override the config's fbank normalisation (``config.fbank_mean``,
-            ``config.fbank_std``; the config is updated, so saved checkpoints record it).
+        fbank_mean, fbank_std: override the config's fbank normalisation
+            (``config.encoder.fbank_mean`` / ``fbank_std``; the config is updated, so saved
+            checkpoints record it).
         all_reduce, broadcast: collectives injected into the codebook (default identity).
     """
 
@@ -275,10 +307,10 @@ class BeatsTokenizer(nn.Module):
             config = BeatsTokenizerConfig.from_dict(config)
         stats = {k: v for k, v in (("fbank_mean", fbank_mean), ("fbank_std", fbank_std)) if v is not None}
         if stats:
-            config = BeatsTokenizerConfig.from_dict(dict(config.to_dict(), **stats))
+            config = replace(config, encoder=replace(config.encoder, **stats))
         self.config = config
-        self.encoder = BeatsEncoder(config.encoder_config())
-        d = config.encoder_embed_dim
+        self.encoder = BeatsEncoder(config.encoder)
+        d = config.encoder.encoder_embed_dim
         self.quantize_layer = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, config.quant_dim))
         if config.codebook == "occ":
             self.quantize = OnlineClusteredCodebook(config.occ_config(), all_reduce=all_reduce, broadcast=broadcast)
