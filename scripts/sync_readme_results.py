@@ -18,7 +18,7 @@ changes nothing. Text outside the blocks is left alone, and so are marker lines 
 fenced code block (documentation of this syntax).
 
 ``--check`` writes nothing: it exits 1 and prints a short unified diff of each block that differs
-from its source, 0 when all are in sync (``tests/test_results_md.py`` runs it on the real
+from its source, 0 when all are in sync (``tests/bin/test_results_md.py`` runs it on the real
 README.md). Errors (exit 2) name the file and line: a missing source, a BEGIN without END, an END
 without BEGIN, a BEGIN/END pair naming different paths.
 """

@@ -112,3 +112,27 @@ def test_no_import_cycles(level):
     for node in sorted(graph):
         if node not in state:
             visit(node)
+
+
+TESTS = Path(__file__).resolve().parent
+TEST_DIRS_BESIDE_PACKAGES = {"egs2": "the recipes", "fixtures": "data makers (on sys.path via conftest.py)"}
+TOP_LEVEL_FILES = {"conftest.py", "test_layers.py", "test_docs.py"}
+
+
+def test_tests_mirror_the_package_tree():
+    """tests/<sub-package>/ holds the tests of espnet2_sonar/<sub-package>/; nothing else sits at
+    the top but the repository-wide checks and conftest.py; test file names are unique (pytest
+    imports them by base name)."""
+    problems = []
+    for path in sorted(TESTS.iterdir()):
+        if path.name.startswith((".", "__")):
+            continue
+        if path.is_dir() and path.name not in RANK and path.name not in TEST_DIRS_BESIDE_PACKAGES:
+            problems.append(f"tests/{path.name}/ is neither an espnet2_sonar sub-package nor one of {sorted(TEST_DIRS_BESIDE_PACKAGES)}")
+        if path.is_file() and path.suffix == ".py" and path.name not in TOP_LEVEL_FILES:
+            problems.append(f"tests/{path.name} belongs in tests/<sub-package>/")
+    names = {}
+    for path in sorted(TESTS.rglob("test_*.py")):
+        names.setdefault(path.name, []).append(str(path.relative_to(TESTS)))
+    problems += [f"test file name used twice: {paths}" for paths in names.values() if len(paths) > 1]
+    assert not problems, "\n".join(problems)

@@ -9,7 +9,7 @@ versions, then the numbers. Here the numbers are stage 7's ``README_section.md``
 (``bin/report.py``: ``report_files.readme_section(results, report_path)`` plus the ``--notes`` file), copied
 verbatim between the lines ``<!-- BEGIN README results -->`` and ``<!-- END README results -->``
 so that ``scripts/sync_readme_results.py`` can copy exactly that text into README.md and
-``tests/test_results_md.py`` can check it against the committed ``results.json``. README.md's
+``tests/bin/test_results_md.py`` can check it against the committed ``results.json``. README.md's
 results are never edited by hand.
 
 The environment is read from the machine running this command: date (UTC), the git commit of

@@ -11,7 +11,6 @@ import yaml
 
 from espnet2_sonar.beats.config import BeatsConfig
 from espnet2_sonar.beats.encoder import BeatsEncoder
-from espnet2_sonar.beats.interop import save_official
 
 SR = 16000
 
@@ -23,10 +22,9 @@ def _tiny_encoder(seed: int = 0) -> BeatsEncoder:
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_official(_tiny_encoder(), path)
-    return path
+def tiny_ckpt(tiny_encoder_ckpt):
+    """conftest's tiny encoder file: the same weights as ``_tiny_encoder()``."""
+    return tiny_encoder_ckpt
 
 
 @pytest.fixture(scope="module")

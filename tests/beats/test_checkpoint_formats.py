@@ -58,15 +58,6 @@ def _partial_cfg():
     return dict(cfg, mask_ratio=0.75, decoder_layers=2, codebook_vocab_size=1024)
 
 
-@pytest.fixture
-def offline_hub(tmp_path, monkeypatch):
-    cache = tmp_path / "hf_cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return cache
-
-
 # ---------------------------------------------------------------- ESPnet format out and in
 @pytest.mark.timeout(60)
 def test_espnet_encoder_built_from_our_export_gives_our_outputs(tmp_path):

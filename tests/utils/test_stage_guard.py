@@ -15,7 +15,7 @@ import pytest
 from espnet2_sonar.utils import stage_guard
 from espnet2_sonar.utils.stage_guard import HashCache, StaleStageError, check, record
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "egs2" / "TEMPLATE" / "sonar1"
 RECIPE = REPO / "egs2" / "debian_sounds" / "sonar1"
 

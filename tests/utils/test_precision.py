@@ -150,7 +150,7 @@ def test_trss_embeddings_are_fp32_and_cached_per_precision(tmp_path):
 @needs_bf16
 @pytest.mark.timeout(300)
 def test_probe_accuracy_unchanged_under_bf16(tmp_path):
-    from test_probe import _write_dir
+    from sonar_fixtures import write_labelled_tones as _write_dir
 
     from espnet2_sonar.beats.interop import save_official
     from espnet2_sonar.eval.probe import ProbeConfig, run_probe
@@ -199,7 +199,7 @@ def bench_on_path(monkeypatch):
     import sys
     from pathlib import Path
 
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "bench"))
     monkeypatch.setitem(sys.modules, "bench_step_cost", importlib.import_module("step_cost"))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-RECIPE = Path(__file__).resolve().parents[1] / "egs2" / "debian_sounds" / "sonar1"
+RECIPE = Path(__file__).resolve().parents[2] / "egs2" / "debian_sounds" / "sonar1"
 
 
 def _run(args, tmp_path, timeout):

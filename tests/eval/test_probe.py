@@ -4,54 +4,23 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from espnet2_sonar.beats.config import BeatsConfig
 from espnet2_sonar.beats.encoder import BeatsEncoder
 from espnet2_sonar.beats.interop import save_official
 
-SR = 16000
-CLASSES = {"low": 300.0, "high": 2500.0, "noise": None}
-
-
-def _write_dir(root: Path, name: str, per_class: int, seed: int, shuffle_labels: bool = False) -> Path:
-    """Kaldi-style dir: 300 Hz tones, 2500 Hz tones and white noise, 0.3-0.7 s, random gain."""
-    rng = np.random.default_rng(seed)
-    d = root / name
-    (d / "wav").mkdir(parents=True)
-    utts, labels = [], []
-    for label, freq in CLASSES.items():
-        for i in range(per_class):
-            n = int(rng.integers(int(0.3 * SR), int(0.7 * SR)))
-            gain = rng.uniform(0.05, 0.5)
-            if freq is None:
-                wav = gain * rng.standard_normal(n)
-            else:
-                wav = gain * np.sin(2 * np.pi * freq * np.arange(n) / SR + rng.uniform(0, 2 * np.pi))
-            utt = f"{name}-{label}-{i:02d}"
-            sf.write(d / "wav" / f"{utt}.wav", wav.astype(np.float32), SR)
-            utts.append(utt)
-            labels.append(label)
-    if shuffle_labels:
-        labels = list(rng.permutation(labels))
-    (d / "wav.scp").write_text("".join(f"{u} {d / 'wav' / u}.wav\n" for u in utts))
-    (d / "utt2label").write_text("".join(f"{u} {lab}\n" for u, lab in zip(utts, labels)))
-    return d
+from sonar_fixtures import TONE_CLASSES as CLASSES
+from sonar_fixtures import write_labelled_tones as _write_dir
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_encoder_ckpt):
     root = tmp_path_factory.mktemp("probe")
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        encoder = BeatsEncoder(BeatsConfig.named("tiny")).eval()
-    ckpt = save_official(encoder, root / "tiny.pt")
     return {
         "root": root,
-        "ckpt": ckpt,
+        "ckpt": tiny_encoder_ckpt,
         "train": _write_dir(root, "train", 10, seed=1),
         "train_shuffled": _write_dir(root, "train_shuffled", 10, seed=1, shuffle_labels=True),
         "test": _write_dir(root, "test", 10, seed=2),

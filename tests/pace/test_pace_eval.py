@@ -7,13 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from espnet2_sonar.beats.encoder import BeatsEncoder
-from espnet2_sonar.beats.interop import save_official
 from espnet2_sonar.pace.synthetic import write_synthetic_tasks
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FAST = {  # small enough for a CPU test; the defaults are for the benchmark runs
     "analytic": {"proj_dim": 256},
     "adapt": {"epochs": 1, "cka_epochs": 1, "batch_size": 8},
@@ -22,15 +19,13 @@ FAST = {  # small enough for a CPU test; the defaults are for the benchmark runs
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_encoder_ckpt):
     root = tmp_path_factory.mktemp("pace_eval")
     write_synthetic_tasks(
         root / "data", seed=0, tasks=("foley", "instrument"), classes_per_task=3,
         per_class={"train": 3, "valid": 1, "test": 2}, seconds=0.5,
     )
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        ckpt = save_official(BeatsEncoder("tiny").eval(), root / "tiny.pt")
+    ckpt = tiny_encoder_ckpt
     config = root / "fast.yaml"
     config.write_text(json.dumps(FAST))  # JSON is YAML
     return {"root": root, "data": root / "data", "ckpt": ckpt, "config": config}

@@ -18,7 +18,7 @@ from espnet2_sonar.data.folder_corpus import build_folder_corpus, example_destin
 from espnet2_sonar.data.format_dir import FormatError, format_corpus, format_dir, parse_name_dirs
 from espnet2_sonar.data.kaldi_dir import read_kaldi_dir, read_table, validate_kaldi_dir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "egs2" / "TEMPLATE" / "sonar1"
 FOLDER_RECIPE = REPO / "egs2" / "folder_audio" / "sonar1"
 DEBIAN_RECIPE = REPO / "egs2" / "debian_sounds" / "sonar1"
@@ -366,7 +366,7 @@ def _base_checkpoint(kind: str, tmp_path: Path, env: dict) -> str:
     return str(tmp_path / "esp.pt")
 
 
-# Base pre-training itself is covered by tests/test_recipe.py; here the base is a user's checkpoint
+# Base pre-training itself is covered by tests/egs2/test_recipe.py; here the base is a user's checkpoint
 # in each foreign format, carried through every stage (1-7).
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("base_kind", ["official_finetuned_hf", "espnet"])

@@ -19,7 +19,7 @@ from espnet2_sonar.bin.results_md import BEGIN, END, extract_readme_results
 from espnet2_sonar.eval.report import ReportSpec, build_results, load_probe_results, to_json
 from espnet2_sonar.eval.report_files import readme_section, report_markdown, results_csv
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "sync_readme_results.py"
 TASKS = ["old", "inst"]
 TASK_DOMAIN = {"old": "prior", "inst": "music"}

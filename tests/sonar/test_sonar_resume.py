@@ -29,7 +29,7 @@ TIMING_KEYS = {"iter_time", "forward_time", "backward_time", "optim_step_time", 
 
 
 def _start(stage, out, **env) -> subprocess.Popen:
-    cmd = [PYTHON, str(REPO / "tests" / "sonar_fixtures.py"),
+    cmd = [PYTHON, str(REPO / "tests" / "fixtures" / "sonar_fixtures.py"),
            *sonar_train_args(stage, out, max_epoch=2, occ=OCC, extra=["--resume", "true"])]
     return subprocess.Popen(cmd, env=subprocess_env(**env), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

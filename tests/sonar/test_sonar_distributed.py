@@ -15,6 +15,8 @@ import pytest
 import torch
 
 from sonar_fixtures import (
+    K0,
+    OCC,
     PYTHON,
     REPO,
     load_state,
@@ -24,9 +26,6 @@ from sonar_fixtures import (
     subprocess_env,
 )
 
-K0 = 128  # tiny tokenizer's codebook size
-OCC = dict(expand_every=1, expand_codes=16, max_codes=320, novelty_threshold=0.99, expand_trigger=0.0,
-           usage_decay=0.5, dead_usage_threshold=0.9)
 
 
 def _free_port() -> int:
@@ -37,7 +36,7 @@ def _free_port() -> int:
 
 def _start(stage, out, dump, no_collectives: bool, max_epoch: int, extra=()) -> subprocess.Popen:
     cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(REPO / "tests" / "sonar_fixtures.py"),
+           "--master_port", str(_free_port()), str(REPO / "tests" / "fixtures" / "sonar_fixtures.py"),
            *sonar_train_args(stage, out, max_epoch=max_epoch, occ=OCC, extra=extra),
            "--dist_backend", "gloo", "--multiprocessing_distributed", "false"]
     env = subprocess_env(SONAR_TEST_DUMP=str(dump), SONAR_TEST_NO_COLLECTIVES="1" if no_collectives else "0")

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from sonar_fixtures import REPO, make_sonar_stage, sonar_train_args, state_differences, subprocess_env
-from test_sonar_distributed import K0, OCC
+from sonar_fixtures import K0, OCC
 
 TEMPLATE = REPO / "egs2" / "TEMPLATE" / "sonar1"
 LAUNCH = TEMPLATE / "utils" / "launch.sh"
@@ -124,7 +124,7 @@ def test_recipe_launch_on_two_cpu_ranks_keeps_ranks_identical(tmp_path):
            str(tmp_path / "exp" / "train.log"), "sonar_fixtures",
            *sonar_train_args(stage, tmp_path / "exp", max_epoch=1, occ=OCC)]
     env = subprocess_env(SONAR_TEST_DUMP=str(dump), SONAR_TEST_NO_COLLECTIVES="0")
-    env["PYTHONPATH"] = f"{REPO / 'tests'}:{env['PYTHONPATH']}"
+    env["PYTHONPATH"] = f"{REPO / 'tests' / 'fixtures'}:{env['PYTHONPATH']}"
     proc = subprocess.run(cmd, cwd=TEMPLATE, env=env, capture_output=True, text=True, timeout=220)
     log = (tmp_path / "exp" / "train.log").read_text() if (tmp_path / "exp" / "train.log").exists() else ""
     assert proc.returncode == 0, proc.stderr[-3000:] + log[-3000:]

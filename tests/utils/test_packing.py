@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from sonar_fixtures import REPO, make_sonar_stage, sonar_train_args, state_differences, subprocess_env
-from test_sonar_distributed import OCC
+from sonar_fixtures import OCC
 
 
 @pytest.fixture(scope="module")

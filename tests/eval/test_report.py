@@ -13,7 +13,7 @@ from espnet2_sonar.eval.report import (ReportSpec, build_results, load_codebook_
                                        to_json, verdict)
 from espnet2_sonar.eval.report_files import readme_section, report_markdown, results_csv
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TASKS = ["langid", "instrument", "animal"]
 TASK_DOMAIN = {"langid": "speech", "instrument": "music", "animal": "bio"}
 DOMAINS = ["music", "bio"]

@@ -22,7 +22,7 @@ from espnet2_sonar.tokenizer.tokenizer import (
     BeatsTokenizerConfig,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # cfg of the released Tokenizer_iter3 checkpoints: the official TokenizersConfig keys only
 OFFICIAL_ITER3_CFG = dict(

@@ -1,6 +1,6 @@
 """Tests of balanced-by-cluster sampling (espnet2_sonar.sampling.balanced, S-SONDO's BDS).
 
-The seeded faiss k-means under it is tested in tests/test_kmeans.py."""
+The seeded faiss k-means under it is tested in tests/nn/test_kmeans.py."""
 
 import numpy as np
 import pytest
