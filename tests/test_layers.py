@@ -122,7 +122,7 @@ TOP_LEVEL_FILES = {"conftest.py", "test_layers.py", "test_docs.py"}
 def test_tests_mirror_the_package_tree():
     """tests/<sub-package>/ holds the tests of espnet2_sonar/<sub-package>/; nothing else sits at
     the top but the repository-wide checks and conftest.py; test file names are unique (pytest
-    imports them by base name)."""
+    imports them by base name); no test imports another test module."""
     problems = []
     for path in sorted(TESTS.iterdir()):
         if path.name.startswith((".", "__")):
@@ -135,4 +135,9 @@ def test_tests_mirror_the_package_tree():
     for path in sorted(TESTS.rglob("test_*.py")):
         names.setdefault(path.name, []).append(str(path.relative_to(TESTS)))
     problems += [f"test file name used twice: {paths}" for paths in names.values() if len(paths) > 1]
+    for path in sorted(TESTS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            problems += [f"{path.relative_to(TESTS)} imports the test module {m} (shared code goes to tests/fixtures/)"
+                         for m in mods if m.split(".")[0].startswith("test_")]
     assert not problems, "\n".join(problems)

@@ -13,36 +13,9 @@ from espnet2_sonar.eval.report import (ReportSpec, build_results, load_codebook_
                                        to_json, verdict)
 from espnet2_sonar.eval.report_files import readme_section, report_markdown, results_csv
 
+from report_fixtures import ACC, DOMAINS, S2, TASK_DOMAIN, TASKS, spec, write_probes
+
 REPO = Path(__file__).resolve().parents[2]
-TASKS = ["langid", "instrument", "animal"]
-TASK_DOMAIN = {"langid": "speech", "instrument": "music", "animal": "bio"}
-DOMAINS = ["music", "bio"]
-# ACC[name][seed] = accuracy per task (langid, instrument, animal); base is stage 0 of both methods.
-ACC = {
-    "base": {0: [0.80, 0.50, 0.40], 1: [0.60, 0.40, 0.50]},
-    "sonar/music": {0: [0.78, 0.70, 0.42], 1: [0.57, 0.60, 0.50]},
-    "sonar/bio": {0: [0.76, 0.66, 0.60], 1: [0.54, 0.50, 0.80]},
-    "dcp/music": {0: [0.60, 0.75, 0.30], 1: [0.45, 0.65, 0.30]},
-    "dcp/bio": {0: [0.40, 0.50, 0.65], 1: [0.30, 0.40, 0.70]},
-}
-S2 = math.sqrt(2)
-
-
-def write_probes(root, acc=ACC, skip=()):
-    for name, per_seed in acc.items():
-        for seed, values in per_seed.items():
-            for task, a in zip(TASKS, values):
-                rel = f"{name}/{task}/seed{seed}.json"
-                if rel in skip:
-                    continue
-                path = root / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps({"accuracy": a, "macro_f1": a - 0.1, "n_train": 10, "n_test": 5,
-                                            "layer_weights": [0.5, 0.5], "seed": seed}))
-
-
-def spec(**kw):
-    return ReportSpec(methods=["sonar", "dcp"], domains=DOMAINS, tasks=TASKS, task_domain=TASK_DOMAIN, **kw)
 
 
 @pytest.mark.timeout(60)

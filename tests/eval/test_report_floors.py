@@ -8,7 +8,7 @@ import pytest
 from espnet2_sonar.eval.report import build_results, load_probe_results
 from espnet2_sonar.eval.report_files import report_markdown
 
-from test_report import ACC, spec, write_probes
+from report_fixtures import ACC, spec, write_probes
 
 
 @pytest.mark.timeout(60)
