@@ -34,23 +34,18 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple
 
+from espnet2_sonar.data import audio_files
 from espnet2_sonar.data import convert as conv
+from espnet2_sonar.data.audio_files import AUDIO_EXTENSIONS, NEEDS_FFMPEG, find_audio
 from espnet2_sonar.data.audio import AudioFileError
 from espnet2_sonar.data.kaldi_dir import Utterance, write_kaldi_dir
 from espnet2_sonar.utils.atomic_write import atomic_write
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = frozenset({
-    ".wav", ".wave", ".bwf", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
-    ".au", ".snd", ".caf", ".w64", ".rf64", ".voc", ".sd2", ".nist", ".sph", ".htk", ".gsm",
-    # not decodable by libsndfile: listed so they are reported (with a hint), not silently ignored
-    ".m4a", ".aac", ".mp4", ".wma", ".webm", ".amr", ".ape", ".wv", ".mka",
-})
-FFMPEG_ONLY = frozenset({".m4a", ".aac", ".mp4", ".wma", ".webm", ".amr", ".ape", ".wv", ".mka"})
 # ``convert.convert``'s reasons for skipping a piece of a readable file (content, not damage)
 CONTENT_SKIPS = ("too short", "silent", "zero-length audio after conversion")
 MANIFEST = "manifest.json"
@@ -111,50 +106,9 @@ class PoolScan:
         }
 
 
-def _inside(path: Path, folders: Sequence[Path]) -> bool:
-    return any(path == f or f in path.parents for f in folders)
-
-
-def find_audio(root: str | Path, exclude: Iterable[str | Path] = (), progress: bool = False) -> Tuple[List[Path], int]:
-    """Audio files under ``root`` (sorted by relative path) and the number of other files.
-
-    Raises FileNotFoundError / NotADirectoryError naming ``root``.
-    """
-    from tqdm import tqdm
-
-    root = Path(root)
-    if not root.exists():
-        raise FileNotFoundError(f"{root}: no such folder")
-    if not root.is_dir():
-        raise NotADirectoryError(f"{root}: not a folder (give the folder that holds the audio)")
-    excluded = [Path(e).resolve() for e in exclude]
-    files: List[Path] = []
-    ignored = 0
-    seen = set()
-    with tqdm(desc=f"scanning {root}", unit=" dirs", disable=not progress) as bar:
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            real = Path(dirpath).resolve()
-            if real in seen:  # a symlink loop or a folder linked twice
-                dirnames[:] = []
-                continue
-            seen.add(real)
-            bar.update(1)
-            dirnames[:] = sorted(n for n in dirnames
-                                 if not n.startswith(".") and not _inside((real / n).resolve(), excluded))
-            for name in filenames:
-                if not name.startswith(".") and Path(name).suffix.lower() in AUDIO_EXTENSIONS:
-                    files.append(Path(dirpath) / name)
-                else:
-                    ignored += 1
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix()), ignored
-
-
 def recording_id(pool: str, rel: str) -> str:
     """Stable whitespace-free id of the file at ``rel`` (POSIX, relative to the pool folder)."""
-    from espnet2_sonar.data.splits import sanitize
-
-    stem = str(PurePosixPath(rel).with_suffix(""))
-    return f"{pool}-{sanitize(stem, 64)}-{hashlib.sha1(rel.encode('utf-8')).hexdigest()[:8]}"
+    return audio_files.recording_id(pool, rel, stem_limit=64)
 
 
 def _outputs(audio_dir: Path, rec_id: str, segs, duration: float) -> List[Path]:
@@ -175,7 +129,7 @@ def _write_json(path: Path, data) -> None:
 
 
 def _hint(path: str) -> str:
-    if Path(path).suffix.lower() in FFMPEG_ONLY:
+    if Path(path).suffix.lower() in NEEDS_FFMPEG:
         return (f" [{Path(path).suffix} is not a format libsndfile reads: convert it first, "
                 f"e.g. ffmpeg -i IN{Path(path).suffix} OUT.flac]")
     return ""

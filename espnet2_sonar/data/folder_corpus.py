@@ -47,18 +47,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from espnet2_sonar.data import audio_files
+from espnet2_sonar.data.audio_files import AUDIO_EXTENSIONS, NEEDS_FFMPEG, find_audio, sanitize
 from espnet2_sonar.data.format_dir import FormatError, FormatReport, format_dir
 from espnet2_sonar.data.kaldi_dir import _ID
 from espnet2_sonar.utils.atomic_write import atomic_write
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = frozenset({
-    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd",
-    ".caf", ".w64", ".rf64", ".voc", ".nist", ".sph", ".gsm",
-})
-# formats libsndfile cannot decode: reported as unreadable (with a hint), not silently ignored
-NEEDS_FFMPEG = frozenset({".m4a", ".aac", ".mp4", ".wma", ".webm", ".amr", ".ape", ".wv", ".mka"})
 SPLITS = ("train", "valid", "test")
 
 
@@ -89,39 +85,9 @@ class FolderCorpus:
                 "sets": [r.summary() for r in self.reports]}
 
 
-def sanitize(text: str, limit: int = 48) -> str:
-    s = re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_.-+")
-    return (s or "x")[:limit]
-
-
 def recording_id(prefix: str, rel: str) -> str:
     """Stable whitespace-free id of the file at ``rel`` within the set ``prefix``."""
-    stem = str(PurePosixPath(rel).with_suffix(""))
-    return f"{sanitize(prefix, 24)}-{sanitize(stem, 56)}-{hashlib.sha1(rel.encode('utf-8')).hexdigest()[:8]}"
-
-
-def _is_audio(name: str) -> bool:
-    ext = os.path.splitext(name)[1].lower()
-    return ext in AUDIO_EXTENSIONS or ext in NEEDS_FFMPEG
-
-
-def find_audio(folder: Path) -> Tuple[List[Path], int]:
-    """Audio files under ``folder`` (recursive, sorted by relative path; symlinked folders
-    followed once) and the number of other files."""
-    files, ignored, seen = [], 0, set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        real = Path(dirpath).resolve()
-        if real in seen:  # a symlink loop or a folder linked twice
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if not name.startswith(".") and _is_audio(name):
-                files.append(Path(dirpath) / name)
-            else:
-                ignored += 1
-    return sorted(files, key=lambda p: p.relative_to(folder).as_posix()), ignored
+    return audio_files.recording_id(prefix, rel, stem_limit=56, prefix_limit=24)
 
 
 def _name(folder: Path, what: str) -> str:
@@ -143,7 +109,7 @@ def scan_layout(root: Path) -> Tuple[Dict[str, List[FolderFile]], Dict[str, Dict
     tasks: Dict[str, Dict[str, List[FolderFile]]] = {}
     ignored = 0
     tops = sorted(p for p in root.iterdir() if not p.name.startswith("."))
-    loose = [p for p in tops if p.is_file() and _is_audio(p.name)]
+    loose = [p for p in tops if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS]
     if loose:
         log.warning("%s: %d file(s) at the top level are ignored (put audio in prior/, <domain>/ or "
                     "tasks/<task>/<label>/), e.g. %s", root, len(loose), loose[0].name)
@@ -162,7 +128,7 @@ def scan_layout(root: Path) -> Tuple[Dict[str, List[FolderFile]], Dict[str, Dict
             if task in pools:
                 raise FormatError(f"{tdir}: a task named like a pool ({task}); rename one of them")
             labels: Dict[str, List[FolderFile]] = {}
-            loose = [p for p in tdir.iterdir() if p.is_file() and _is_audio(p.name) and not p.name.startswith(".")]
+            loose = [p for p in tdir.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")]
             if loose:
                 log.warning("%s: %d file(s) not in a label subfolder are ignored, e.g. %s", tdir, len(loose),
                             loose[0].name)

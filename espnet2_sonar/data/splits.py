@@ -50,11 +50,6 @@ class Assignment:
     """[(Candidate, reason)]"""
 
 
-def sanitize(text: str, limit: int = 48) -> str:
-    s = re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_.-+")
-    return (s or "x")[:limit]
-
-
 def recording_group(member: str) -> str:
     """File stem without a short trailing take number: 'sheep_die2.wav' -> 'sheep_die',
     'bird1_00.ogg' -> 'bird1'; long numbers are ids and stay: 'XC46092' -> 'XC46092'."""
