@@ -4,8 +4,8 @@ level hold the whole repository to its rules (``test_layers.py``: imports follow
 order, and this tree mirrors the package; ``test_docs.py``: links and named files).
 
 Data makers shared by several test modules live in ``tests/fixtures/`` (``sonar_fixtures``,
-``decar_fixtures``, ``ssondo_fixtures``, ``report_fixtures``, ``audio_fixtures``), which this file puts on
-``sys.path``; the pytest
+``decar_fixtures``, ``ssondo_fixtures``, ``report_fixtures``, ``audio_fixtures``, ``encoder_fixtures``),
+which this file puts on ``sys.path``; the pytest
 fixtures that more than one test module uses are defined here.
 """
 

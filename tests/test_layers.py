@@ -5,11 +5,16 @@ Layers, bottom first (``espnet2_sonar/__init__.py`` gives the same order):
 0. ``utils``: configs, CLI, hub, precision, atomic writes, the checkpoint-kind registry.
 1. ``data``, ``nn``: audio and corpus handling; model-agnostic tensor helpers (masks,
    pooling, strict state-dict comparison).
-2. ``beats``: the BEATs encoder family (config, encoder, frontend, masking, interop).
-3. ``tokenizer``, ``teachers``: model families built on BEATs' blocks.
+2. ``beats``, ``efficientnet``: model families on the shared blocks alone: the BEATs encoder
+   (config, encoder, frontend, masking, interop); DECAR's log-mel EfficientNet (config,
+   log-mel, encoder, checkpoint file, interop).
+3. ``tokenizer``, ``teachers``, ``students``: model families built on BEATs' blocks or
+   frontend: tokenizers; frozen frame-level teachers; the S-SONDO students (backbones,
+   encoder on BEATs' fbank, mapping head, checkpoint file).
 4. ``distill``, ``sampling``: distillation losses/teachers; embedding, k-means, replay sampling.
-5. ``sonar``, ``pace``, ``ssondo``, ``decar``: the methods (DECAR's EfficientNet and the
-   S-SONDO students live with their methods).
+5. ``sonar``, ``pace``, ``ssondo``, ``decar``: the methods (training, losses, clustering,
+   samplers); the model families they train live below them, so ``eval`` loads a DECAR
+   EfficientNet or an S-SONDO student file without importing a method.
 6. ``eval``: frozen probes, checkpoint loading, reports.
 7. ``tasks``, ``s3prl_upstream``: ESPnet tasks and the s3prl integration.
 8. ``bin``, ``adapt``: entry points; ``adapt`` is the one-command pipeline that composes the
@@ -24,7 +29,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "espnet2_sonar"
-LAYERS = [["utils"], ["data", "nn"], ["beats"], ["tokenizer", "teachers"], ["distill", "sampling"],
+LAYERS = [["utils"], ["data", "nn"], ["beats", "efficientnet"], ["tokenizer", "teachers", "students"], ["distill", "sampling"],
           ["sonar", "pace", "ssondo", "decar"], ["eval"], ["tasks", "s3prl_upstream"], ["bin", "adapt"]]
 RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}
 SIDEWAYS = {("bin", "adapt"), ("adapt", "bin")}

@@ -5,7 +5,8 @@
         [--out exp/.../student.pt] [--model_file valid.loss.best.pth] [--features backbone|mapped]
 
 The file is what the frozen probe (``espnet2_sonar.bin.probe``) and the s3prl upstream
-load, like any encoder checkpoint; see ``espnet2_sonar.ssondo.upstream``.
+load, like any encoder checkpoint; see ``espnet2_sonar.students.file`` (the format) and
+``espnet2_sonar.ssondo.export``.
 """
 
 import argparse
@@ -14,7 +15,8 @@ from pathlib import Path
 
 
 def main(argv=None) -> int:
-    from espnet2_sonar.ssondo.upstream import FEATURES, export_student
+    from espnet2_sonar.ssondo.export import export_student
+    from espnet2_sonar.students.file import FEATURES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp_dir", required=True)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from espnet2_sonar.beats.encoder import BeatsEncoder
-from espnet2_sonar.decar.efficientnet import EfficientNetEncoder
+from espnet2_sonar.efficientnet.model import EfficientNetEncoder
 
 
 @dataclass

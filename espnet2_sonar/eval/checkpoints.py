@@ -9,8 +9,8 @@ Accepted inputs:
 * a self-describing checkpoint of another encoder family, a dict with a ``kind`` key,
   dispatched through the registry ``utils.checkpoint_kinds`` (:data:`KIND_LOADERS`), which
   the families imported here register into: ``decar_efficientnet`` (DECAR's CNN,
-  ``espnet2_sonar.decar.checkpoint``), ``ssondo_student`` (an exported S-SONDO student,
-  ``espnet2_sonar.ssondo.upstream``), ``logmel_stats`` (the log-mel-statistics floor,
+  ``espnet2_sonar.efficientnet.interop``), ``ssondo_student`` (an exported S-SONDO student,
+  ``espnet2_sonar.students.file``), ``logmel_stats`` (the log-mel-statistics floor,
   ``espnet2_sonar.eval.logmel_floor``) and ``frame_teacher`` (a pretrained teacher whose
   weights ship in a package, ``espnet2_sonar.teachers``: a reference row);
 * a packed / trained ESPnet model: a ``*.pth`` state dict (or ESPnet's resume
@@ -36,9 +36,9 @@ import torch
 
 # the encoder families whose self-describing checkpoints this loader reads; importing them
 # registers their ``kind`` loaders
-import espnet2_sonar.decar.checkpoint  # noqa: F401 - decar_efficientnet
+import espnet2_sonar.efficientnet.interop  # noqa: F401 - decar_efficientnet
 import espnet2_sonar.eval.logmel_floor  # noqa: F401 - logmel_stats
-import espnet2_sonar.ssondo.upstream  # noqa: F401 - ssondo_student
+import espnet2_sonar.students.file  # noqa: F401 - ssondo_student
 import espnet2_sonar.teachers.registry  # noqa: F401 - frame_teacher
 from espnet2_sonar.utils.checkpoint_files import CheckpointFiles, resolve_checkpoint  # noqa: F401 - re-exported
 from espnet2_sonar.utils.checkpoint_kinds import CHECKPOINT_KINDS

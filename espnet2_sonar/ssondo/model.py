@@ -17,9 +17,9 @@ from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from torch import Tensor
 
-from espnet2_sonar.ssondo.encoder import StudentEncoder
-from espnet2_sonar.ssondo.head import MappingHead
 from espnet2_sonar.ssondo.losses import AbsEmbeddingLoss
+from espnet2_sonar.students.encoder import StudentEncoder
+from espnet2_sonar.students.head import MappingHead
 from espnet2_sonar.utils.config import StrictConfig
 
 

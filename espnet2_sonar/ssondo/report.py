@@ -66,8 +66,8 @@ ParamCounts = Tuple[Optional[int], Optional[int]]
 def count_params(ckpt: str, load_encoder: Callable[[str], "torch.nn.Module"]) -> ParamCounts:
     """Parameter counts of a student checkpoint, or of a teacher loaded with ``load_encoder``
     (``eval.checkpoints.load_encoder``, which reads every checkpoint kind)."""
-    from espnet2_sonar.ssondo.encoder import count_parameters
-    from espnet2_sonar.ssondo.upstream import is_student_checkpoint, load_student
+    from espnet2_sonar.students.encoder import count_parameters
+    from espnet2_sonar.students.file import is_student_checkpoint, load_student
 
     if not Path(ckpt).exists():
         return None, None

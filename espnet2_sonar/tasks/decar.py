@@ -23,11 +23,11 @@ from espnet2.iterators.abs_iter_factory import AbsIterFactory
 
 from espnet2_sonar.data.espnet_loader import read_scp
 from espnet2_sonar.decar.config import DecarConfig
-from espnet2_sonar.decar.efficientnet import EfficientNetEncoder
 from espnet2_sonar.decar.iterator import PseudoLabelIterFactory
 from espnet2_sonar.decar.model import DecarModel
 from espnet2_sonar.decar.recluster import labels_path
 from espnet2_sonar.decar.trainer import WORK_SUBDIR, DecarTrainer, speech_split
+from espnet2_sonar.efficientnet.model import EfficientNetEncoder
 from espnet2_sonar.beats.encoder_choice import SonarBeatsEncoder
 from espnet2_sonar.tasks.audio_task import AudioTask
 

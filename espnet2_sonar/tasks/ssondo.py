@@ -1,6 +1,6 @@
 """SsondoTask: ESPnet task distilling a frozen teacher's clip embeddings into a small student.
 
-    --student mobilenetv3|eres2net|transformer   --student_conf {...}   (ssondo/students.py)
+    --student mobilenetv3|eres2net|transformer   --student_conf {...}   (students/registry.py)
     --loss cosine|mse|l1|kl                      --loss_conf {...}      (ssondo/losses.py)
     --model_conf {teacher_dim: null, head_hidden: 768, head_dropout: 0.2}
     --crop_seconds 10 --crop_seed 0              must equal the teacher cache's (checked)
@@ -27,15 +27,15 @@ from espnet2.utils.types import float_or_none, int_or_none, str_or_none
 
 from espnet2_sonar.data.crop import DeterministicCrop
 from espnet2_sonar.data.kaldi_dir import read_table
-from espnet2_sonar.ssondo.abs_student import AbsStudent
 from espnet2_sonar.ssondo.bds import bds_batch_sampler
-from espnet2_sonar.ssondo.encoder import StudentEncoder
-from espnet2_sonar.ssondo.head import MappingHead
 from espnet2_sonar.ssondo.losses import LOSSES, AbsEmbeddingLoss
 from espnet2_sonar.ssondo.model import SsondoConfig, SsondoModel
-from espnet2_sonar.ssondo.students import STUDENTS
 from espnet2_sonar.ssondo.teacher_cache import TeacherInfo
 from espnet2_sonar.ssondo.teacher_cache import register_data_types as register_embedding_types
+from espnet2_sonar.students.abs_student import AbsStudent
+from espnet2_sonar.students.encoder import StudentEncoder
+from espnet2_sonar.students.head import MappingHead
+from espnet2_sonar.students.registry import STUDENTS
 from espnet2_sonar.tasks.audio_task import AudioTask
 from espnet2_sonar.utils.sample_rate import SAMPLE_RATE
 

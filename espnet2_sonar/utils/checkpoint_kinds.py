@@ -1,7 +1,7 @@
 """The one checkpoint-kind registry: ``ckpt['kind']`` -> the loader of that encoder family.
 
 A self-describing checkpoint is a dict with a ``kind`` key. Each family registers its loader
-where it defines it, when its module is imported (``decar.checkpoint``, ``ssondo.upstream``,
+where it defines it, when its module is imported (``efficientnet.interop``, ``students.file``,
 ``teachers.registry``, ``eval.logmel_floor``); ``eval.checkpoints`` imports those modules and
 dispatches through :data:`CHECKPOINT_KINDS`. A loader takes ``(ckpt, source)`` and returns an
 encoder with the frozen-evaluation interface (``extract_layers``, ``patch_lengths``).

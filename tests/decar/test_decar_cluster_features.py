@@ -9,7 +9,7 @@ import torch
 
 from decar_fixtures import write_sound_dir
 from espnet2_sonar.decar.batchnorm import batchnorm_layers, recalibrate_batchnorm_
-from espnet2_sonar.decar.efficientnet import EfficientNetEncoder
+from espnet2_sonar.efficientnet.model import EfficientNetEncoder
 from espnet2_sonar.decar.cluster_features import extract_cluster_features, weights_digest
 from espnet2_sonar.decar.model import DecarModel
 from espnet2_sonar.decar.recluster import SplitData, read_labels, recluster_epoch

@@ -1,4 +1,4 @@
-"""DECAR model parts: log-mel, EfficientNet, SpecAugment, model/classifier, checkpoints, iterators."""
+"""DECAR model parts: SpecAugment, model/classifier, checkpoints, iterators (encoder: tests/efficientnet/)."""
 
 import numpy as np
 import pytest
@@ -6,11 +6,11 @@ import torch
 
 from decar_fixtures import write_sound_dir
 from espnet2_sonar.decar.augment import BandLimit
-from espnet2_sonar.decar.checkpoint import KIND, save_encoder
+from espnet2_sonar.decar.checkpoint import save_encoder
 from espnet2_sonar.decar.config import DecarConfig
-from espnet2_sonar.decar.efficientnet import EfficientNetConfig, EfficientNetEncoder
-from espnet2_sonar.decar.logmel import LogMelFrontend
 from espnet2_sonar.decar.model import DecarModel
+from espnet2_sonar.efficientnet.file import KIND
+from espnet2_sonar.efficientnet.model import EfficientNetEncoder
 from espnet2_sonar.beats.encoder_choice import SonarBeatsEncoder
 from espnet2_sonar.nn.specaug import SpecAugment, SpecAugmentConfig
 
@@ -24,42 +24,10 @@ def _batch(lengths=(16000, 9000, 3000), seed=0):
     return wavs, lengths
 
 
-@pytest.mark.timeout(60)
-def test_logmel_shapes_and_padding_invariance():
-    fe = LogMelFrontend()
-    wavs, lengths = _batch()
-    wavs[1, 9000:] = 5.0  # garbage in the padding must not matter
-    out = fe(wavs, lengths)
-    assert out.feats.shape == (3, 98, 64)
-    assert out.frame_lengths.tolist() == [98, 54, 17]  # 1 + (T - 400) // 160
-    for i, n in enumerate(lengths.tolist()):
-        alone = fe(wavs[i : i + 1, :n], lengths[i : i + 1])
-        torch.testing.assert_close(out.feats[i, : out.frame_lengths[i]], alone.feats[0])
-        assert (out.feats[i, out.frame_lengths[i] :] == 0).all()
-
-
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("arch", ["tiny", "b0"])
-def test_efficientnet_padding_invariant_and_probe_interface(arch):
-    enc = EfficientNetEncoder(arch).eval()
-    wavs, lengths = _batch()
-    with torch.no_grad():
-        layers = enc.extract_layers(wavs, lengths)
-        steps = enc.patch_lengths(lengths)
-        assert len(layers) == 1 and layers[0].shape == (3, int(steps.max()), enc.output_size())
-        for i, n in enumerate(lengths.tolist()):
-            alone = enc.extract_layers(wavs[i : i + 1, :n], lengths[i : i + 1])[0]
-            assert alone.shape[1] == steps[i]
-            torch.testing.assert_close(layers[0][i, : steps[i]], alone[0], rtol=1e-4, atol=1e-5)
-    assert enc.output_size() == (1280 if arch == "b0" else 320)
-
-
 @pytest.mark.timeout(30)
 def test_unknown_config_keys_are_errors():
     with pytest.raises(ValueError, match="num_clustres"):
         DecarConfig.from_dict({"num_clustres": 8})
-    with pytest.raises(ValueError, match="widht_mult"):
-        EfficientNetConfig.named("tiny", widht_mult=0.5)
 
 
 @pytest.mark.timeout(30)

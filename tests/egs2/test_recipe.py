@@ -89,7 +89,7 @@ def test_recipe_end_to_end_on_the_tiny_corpus(tmp_path):
     decar = _run(["--methods", "sonar dcp decar", "--stage", "6"], tmp_path, timeout=900)
     assert decar.returncode == 0, decar.stdout[-3000:] + decar.stderr[-6000:]
     assert {p: p.stat().st_mtime for p in logs} == logs
-    from espnet2_sonar.decar.efficientnet import EfficientNetEncoder
+    from espnet2_sonar.efficientnet.model import EfficientNetEncoder
     from espnet2_sonar.eval.checkpoints import load_encoder
 
     for run in runs:

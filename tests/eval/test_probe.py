@@ -201,8 +201,8 @@ def test_load_encoder_reads_a_sonar_experiment_dir(tmp_path):
 
 def test_load_encoder_dispatches_on_kind_and_names_unknown_kinds(tmp_path):
     """Self-describing checkpoints go to their family's loader; an unknown kind is a clear error."""
-    from espnet2_sonar.decar.checkpoint import efficientnet_checkpoint
-    from espnet2_sonar.decar.efficientnet import EfficientNetEncoder
+    from espnet2_sonar.efficientnet.interop import efficientnet_checkpoint
+    from espnet2_sonar.efficientnet.model import EfficientNetEncoder
     from espnet2_sonar.eval.checkpoints import KIND_LOADERS, kind_loader, load_encoder
 
     for kind in KIND_LOADERS:  # every registered loader imports and is callable

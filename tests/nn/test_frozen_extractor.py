@@ -23,8 +23,8 @@ def test_every_registered_kind_loader_returns_a_frozen_extractor():
 
 def test_loaded_encoders_are_frozen_extractors(tmp_path):
     from espnet2_sonar.beats.encoder_choice import SonarBeatsEncoder
-    from espnet2_sonar.decar.checkpoint import efficientnet_checkpoint
-    from espnet2_sonar.decar.efficientnet import EfficientNetEncoder
+    from espnet2_sonar.efficientnet.interop import efficientnet_checkpoint
+    from espnet2_sonar.efficientnet.model import EfficientNetEncoder
     from espnet2_sonar.eval.checkpoints import load_encoder
     from espnet2_sonar.eval.logmel_floor import logmel_checkpoint
 

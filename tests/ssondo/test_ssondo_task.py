@@ -91,7 +91,7 @@ def test_bds_iterator_draws_balanced_batches_of_clustered_items(trained):
 def test_training_records_teacher_dim_and_export_matches_the_trained_model(trained):
     import yaml
 
-    from espnet2_sonar.ssondo.upstream import load_student
+    from espnet2_sonar.students.file import load_student
     from espnet2_sonar.tasks.ssondo import SsondoTask
 
     conf = yaml.safe_load((trained / "exp" / "config.yaml").read_text())
@@ -147,7 +147,7 @@ def test_crop_mismatch_with_the_teacher_cache_is_an_error(trained):
 
 
 def test_corrupted_student_checkpoint_is_refused(trained, tmp_path):
-    from espnet2_sonar.ssondo.upstream import StudentCheckpointError, load_student
+    from espnet2_sonar.students.file import StudentCheckpointError, load_student
 
     ckpt = torch.load(trained / "exp" / "student.pt", weights_only=True)
     ckpt["model"].pop(next(iter(ckpt["model"])))

@@ -11,10 +11,10 @@ name             class                                           config
 
 from typing import Dict, Type
 
-from espnet2_sonar.ssondo.abs_student import AbsStudent
-from espnet2_sonar.ssondo.eres2net import ERes2NetStudent
-from espnet2_sonar.ssondo.mobilenetv3 import MobileNetV3Student
-from espnet2_sonar.ssondo.small_transformer import SmallTransformerStudent
+from espnet2_sonar.students.abs_student import AbsStudent
+from espnet2_sonar.students.eres2net import ERes2NetStudent
+from espnet2_sonar.students.mobilenetv3 import MobileNetV3Student
+from espnet2_sonar.students.small_transformer import SmallTransformerStudent
 
 STUDENTS: Dict[str, Type[AbsStudent]] = {
     "mobilenetv3": MobileNetV3Student,

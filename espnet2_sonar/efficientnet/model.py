@@ -4,10 +4,10 @@
       -> stem conv 3x3/2 -> MBConv stages (expand 1x1, depthwise kxk, squeeze-excite,
          project 1x1, residual) -> head conv 1x1 -> mean over frequency -> [B, F', D]
 
-Named architectures: ``b0`` is EfficientNet-B0 (Tan & Le 2019; 7 stages, 16 blocks,
-D = 1280, ~4 M parameters without a classifier) as DECAR uses it; ``tiny`` scales width
-by 0.25 and depth by 0.25 (7 blocks, D = 320) for CPU tests. Stochastic depth is not
-implemented.
+Named architectures (``espnet2_sonar.efficientnet.config``): ``b0`` is EfficientNet-B0
+(Tan & Le 2019; 7 stages, 16 blocks, D = 1280, ~4 M parameters without a classifier) as
+DECAR uses it; ``tiny`` scales width by 0.25 and depth by 0.25 (7 blocks, D = 320) for CPU
+tests. Stochastic depth is not implemented.
 
 Padding invariance: in eval mode an item's valid outputs equal the item run alone. Every
 convolution wider than 1x1 sees zeros past the item's valid time steps (what it would see
@@ -16,15 +16,14 @@ per-position in eval mode (in training mode its batch statistics include padding
 length-aware blocks are the shared ones of ``espnet2_sonar.nn.conv``; this module holds the
 architecture only. Squeeze-excite weights are ``*.se.fc1.*``/``*.se.fc2.*`` (1x1 convs);
 files written before they were named ``*.se.reduce.*``/``*.se.expand.*`` are renamed on
-reading (``espnet2_sonar.decar.efficientnet_file``).
+reading (``espnet2_sonar.efficientnet.file``).
 
 Probe interface: ``extract_layers`` returns one hidden state, the head output
 [B, F', D] (stages have different widths and time resolutions, and a SUPERB-style probe
 needs layers of one shape); ``patch_lengths`` gives its valid steps per item.
 """
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -32,70 +31,14 @@ from torch import nn
 
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 
-from espnet2_sonar.decar.logmel import LogMelFrontend
+from espnet2_sonar.efficientnet.config import EfficientNetConfig
+from espnet2_sonar.efficientnet.logmel import LogMelFrontend
 from espnet2_sonar.nn.conv import ConvBNAct, FeatureMap, SqueezeExcite
 from espnet2_sonar.nn.frozen_extractor import FrozenExtractor
 from espnet2_sonar.nn.pooling import masked_mean as masked_mean_1d
-from espnet2_sonar.utils.config import StrictConfig
 
-# expand ratio, kernel, stride, output channels, repeats (EfficientNet-B0)
-B0_STAGES = [[1, 3, 1, 16, 1], [6, 3, 2, 24, 2], [6, 5, 2, 40, 2], [6, 3, 2, 80, 3],
-             [6, 5, 1, 112, 3], [6, 5, 2, 192, 4], [6, 3, 1, 320, 1]]  # fmt: skip
 TIME_DIM = 3
 """Feature maps are [B, C, F(mel), T]: time is the last axis."""
-
-
-@dataclass
-class EfficientNetConfig(StrictConfig):
-    """Architecture of :class:`EfficientNetEncoder`; unknown keys in ``from_dict`` are errors."""
-
-    width_mult: float = 1.0
-    """Channel multiplier (channels rounded to multiples of 8)."""
-    depth_mult: float = 1.0
-    """Block-count multiplier (repeats rounded up)."""
-    stem_channels: int = 32
-    """Stem output channels before width scaling."""
-    head_channels: int = 1280
-    """Head (output) size before width scaling."""
-    stages: List[List[int]] = field(default_factory=lambda: [list(s) for s in B0_STAGES])
-    """Per stage: [expand ratio, kernel, stride, channels, repeats] before scaling."""
-    se_ratio: float = 0.25
-    """Squeeze-excite bottleneck as a share of the block's input channels (0: none)."""
-    bn_momentum: float = 0.01
-    bn_eps: float = 1e-3
-    n_mels: int = 64
-    """Log-mel bands of the input."""
-    logmel_mean: float = -6.0
-    logmel_std: float = 5.0
-
-    def __post_init__(self):
-        self.stages = [[int(v) for v in s] for s in self.stages]
-        for s in self.stages:
-            if len(s) != 5 or min(s) < 1 or s[1] % 2 == 0:
-                raise ValueError(f"bad stage {s}: expected [expand>=1, odd kernel, stride, channels, repeats]")
-        if self.width_mult <= 0 or self.depth_mult <= 0:
-            raise ValueError("width_mult and depth_mult must be > 0")
-
-    @classmethod
-    def named(cls, name: str, **overrides: Any) -> "EfficientNetConfig":
-        if name not in ARCHITECTURES:
-            raise ValueError(f"unknown EfficientNet architecture {name!r}; known: {sorted(ARCHITECTURES)}")
-        return cls.from_dict({**ARCHITECTURES[name], **overrides})
-
-    def channels(self, c: int) -> int:
-        """Width-scaled channel count, a multiple of 8 not below 90% of the exact value."""
-        c = c * self.width_mult
-        out = max(8, int(c + 4) // 8 * 8)
-        return out + 8 if out < 0.9 * c else out
-
-    def repeats(self, r: int) -> int:
-        return int(math.ceil(r * self.depth_mult))
-
-
-ARCHITECTURES: Dict[str, Dict[str, Any]] = {
-    "b0": {},
-    "tiny": {"width_mult": 0.25, "depth_mult": 0.25},
-}
 
 
 def conv_bn_act(
@@ -167,7 +110,7 @@ class EfficientNetEncoder(AbsEncoder, FrozenExtractor):
         arch: named architecture (``b0``, ``tiny``).
         config: EfficientNetConfig field overrides (or a full config dict with ``arch=None``).
         init: a ``decar_efficientnet`` checkpoint to start from (its cfg wins; see
-            ``espnet2_sonar.decar.checkpoint``); loaded strictly.
+            ``espnet2_sonar.efficientnet.interop``); loaded strictly.
         input_size: ignored (ESPnet passes the frontend's output size).
     """
 
@@ -181,7 +124,7 @@ class EfficientNetEncoder(AbsEncoder, FrozenExtractor):
         super().__init__()
         loaded = None
         if init:
-            from espnet2_sonar.decar.efficientnet_file import read_efficientnet_checkpoint
+            from espnet2_sonar.efficientnet.file import read_efficientnet_checkpoint
 
             loaded = read_efficientnet_checkpoint(init)
             cfg = EfficientNetConfig.from_dict(loaded["cfg"])

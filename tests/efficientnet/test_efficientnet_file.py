@@ -1,11 +1,14 @@
 """DECAR EfficientNet files written before the shared squeeze-excite (``se.reduce``/``se.expand``) still load."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
-from espnet2_sonar.decar.checkpoint import KIND, efficientnet_checkpoint, efficientnet_from_checkpoint
-from espnet2_sonar.decar.efficientnet import EfficientNetEncoder
-from espnet2_sonar.decar.efficientnet_file import upgrade_efficientnet_state
+from espnet2_sonar.efficientnet.file import KIND, upgrade_efficientnet_state
+from espnet2_sonar.efficientnet.interop import efficientnet_checkpoint, efficientnet_from_checkpoint
+from espnet2_sonar.efficientnet.model import EfficientNetEncoder
 
 
 def _old_layout(state):
@@ -54,3 +57,16 @@ def test_an_old_layout_file_loads_and_gives_the_same_outputs(tmp_path):
             load_encoder(path),
         ):
             assert torch.equal(loaded(wavs, lengths)[0], ref)
+
+
+@pytest.mark.timeout(120)
+def test_the_probe_loader_reads_the_file_without_importing_decar(tmp_path):
+    """The ``decar_efficientnet`` kind is registered by the model family, not by DECAR."""
+    torch.save(efficientnet_checkpoint(_encoder()), tmp_path / "cnn.pt")
+    code = (
+        "import sys; from espnet2_sonar.eval.checkpoints import load_encoder; enc = load_encoder(sys.argv[1]); "
+        "print(type(enc).__name__, sorted(m for m in sys.modules if m.startswith(('espnet2_sonar.decar', 'espnet2_sonar.ssondo'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cnn.pt")], capture_output=True, text=True, timeout=110)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "EfficientNetEncoder []"

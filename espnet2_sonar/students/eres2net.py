@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from espnet2_sonar.nn.conv import ConvBNAct, FeatureMap
-from espnet2_sonar.ssondo.abs_student import AbsStudent, StudentOutput
+from espnet2_sonar.students.abs_student import AbsStudent, StudentOutput
 from espnet2_sonar.utils.config import StrictConfig
 
 

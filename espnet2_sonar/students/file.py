@@ -1,4 +1,4 @@
-"""Exported S-SONDO students: a self-describing checkpoint the frozen probe and s3prl can load.
+"""Student checkpoint files: a self-describing dict the frozen probe and s3prl can load.
 
 Checkpoint (``torch.save``; loads with ``weights_only=True``)::
 
@@ -18,12 +18,13 @@ call on a BEATs encoder (``extract_layers``, ``patch_lengths``, ``freq_patches``
 * ``features="mapped"``: one step per clip, the head's output in the teacher's space
   [B, 1, D_t].
 
-``eval.checkpoints.load_encoder`` dispatches on ``ckpt["kind"]`` to :func:`student_from_state`
-(``utils.checkpoint_kinds``), so the frozen probe, the probe matrix and the s3prl
-upstream read student checkpoints like any other encoder.
+Importing this module registers :func:`student_from_state` under ``ssondo_student``
+(``utils.checkpoint_kinds``), so ``eval.checkpoints.load_encoder`` dispatches on
+``ckpt["kind"]`` to it and the frozen probe, the probe matrix and the s3prl upstream read
+student checkpoints like any other encoder, without importing S-SONDO. The files are written
+by ``espnet2_sonar.ssondo.export`` from a trained S-SONDO run.
 """
 
-import glob
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
@@ -32,11 +33,10 @@ from torch import Tensor, nn
 
 from espnet2_sonar.nn.frozen_extractor import FrozenExtractor
 from espnet2_sonar.nn.state_dict import state_diff
-from espnet2_sonar.ssondo.encoder import StudentEncoder, count_parameters
-from espnet2_sonar.ssondo.head import MappingHead
-from espnet2_sonar.ssondo.students import build_student
+from espnet2_sonar.students.encoder import StudentEncoder
+from espnet2_sonar.students.head import MappingHead
+from espnet2_sonar.students.registry import build_student
 from espnet2_sonar.utils.checkpoint_kinds import register_checkpoint_kind
-from espnet2_sonar.utils.atomic_write import atomic_path
 
 KIND = "ssondo_student"
 VERSION = 1
@@ -83,7 +83,9 @@ class ExportedStudent(nn.Module, FrozenExtractor):
         return self.student.embed(wavs, lengths)
 
 
-def _check_state(model: nn.Module, state: Dict[str, Tensor], source: str, ignore: Iterable[str] = ()) -> Dict[str, Tensor]:
+def check_state(model: nn.Module, state: Dict[str, Tensor], source: str, ignore: Iterable[str] = ()) -> Dict[str, Tensor]:
+    """``state`` (less keys matching an ``ignore`` pattern) if it fits ``model`` exactly, else
+    :class:`StudentCheckpointError` naming ``source`` and the first offending keys."""
     import fnmatch
 
     state = {k: v for k, v in state.items() if not any(fnmatch.fnmatch(k, pat) for pat in ignore)}
@@ -116,8 +118,27 @@ def student_from_state(ckpt: dict, source: str = "<state>", features: Optional[s
         raise StudentCheckpointError(f"{source}: bad student description: {e}") from e
     encoder = StudentEncoder(backbone, ckpt.get("fbank_mean", 15.41663), ckpt.get("fbank_std", 6.55582))
     model = ExportedStudent(encoder, head, features or ckpt.get("features", "backbone"))
-    model.load_state_dict(_check_state(model, ckpt["model"], source), strict=True)
+    model.load_state_dict(check_state(model, ckpt["model"], source), strict=True)
     return model.eval()
+
+
+def student_checkpoint(
+    model: ExportedStudent, student: str, student_conf: Dict, head_conf: Dict, meta: Dict
+) -> Dict:
+    """The checkpoint dict of ``model`` (see the module docstring): ``student``/``student_conf``
+    name its backbone in ``students.registry``, ``head_conf`` holds MappingHead's arguments."""
+    return {
+        "kind": KIND,
+        "version": VERSION,
+        "student": student,
+        "student_conf": dict(student_conf),
+        "fbank_mean": model.student.frontend.fbank_mean,
+        "fbank_std": model.student.frontend.fbank_std,
+        "head": head_conf,
+        "features": model.features,
+        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "meta": meta,
+    }
 
 
 def is_student_checkpoint(path: str | Path) -> bool:
@@ -139,82 +160,3 @@ def load_student(path: str | Path, features: Optional[str] = None) -> ExportedSt
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
         raise StudentCheckpointError(f"{path}: cannot be read with torch.load ({e})") from e
     return student_from_state(ckpt, str(path), features)
-
-
-def _model_file(exp_dir: Path) -> Path:
-    for name in ("valid.loss.best.pth", "latest.pth"):
-        if (exp_dir / name).exists():
-            return exp_dir / name
-    found = sorted(glob.glob(str(exp_dir / "*epoch.pth")))
-    if found:
-        return Path(found[-1])
-    raise FileNotFoundError(f"{exp_dir}: no trained model (valid.loss.best.pth, latest.pth or *epoch.pth)")
-
-
-def export_student(exp_dir: str | Path, out: str | Path, model_file: str | Path | None = None, features: str = "backbone") -> Path:
-    """Write the student of an SsondoTask exp dir (config.yaml + *.pth) as a student checkpoint.
-
-    The model file defaults to ``valid.loss.best.pth``, else ``latest.pth``, else the last
-    ``*epoch.pth``. The state is checked strictly (student.* and head.* keys only).
-    """
-    import yaml
-
-    from espnet2_sonar.ssondo.model import SsondoConfig
-    from espnet2_sonar.ssondo.teacher_cache import TeacherInfo
-
-    exp_dir = Path(exp_dir)
-    config_file = exp_dir / "config.yaml"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{config_file}: missing (expected an SsondoTask output dir)")
-    conf = yaml.safe_load(config_file.read_text())
-    model_file = Path(model_file) if model_file else _model_file(exp_dir)
-    state = torch.load(model_file, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]  # ESPnet resume checkpoint
-    config = SsondoConfig.from_dict(conf.get("model_conf"))
-    if config.teacher_dim is None:
-        raise StudentCheckpointError(f"{config_file}: model_conf.teacher_dim is not recorded")
-    backbone = build_student(conf["student"], conf.get("student_conf") or {})
-    encoder = StudentEncoder(backbone)
-    head_conf = dict(
-        input_size=encoder.output_size(),
-        output_size=config.teacher_dim,
-        hidden_size=config.head_hidden,
-        dropout=config.head_dropout,
-    )
-    model = ExportedStudent(encoder, MappingHead(**head_conf), features)
-    model.load_state_dict(_check_state(model, state, str(model_file)), strict=True)
-    meta = {
-        "exp_dir": str(exp_dir),
-        "model_file": str(model_file),
-        "loss": conf.get("loss"),
-        "bds": conf.get("bds_clusters") is not None,
-        "seed": conf.get("seed"),
-        "student_params": count_parameters(encoder),
-        "head_params": count_parameters(model.head),
-    }
-    for path, name, _ in conf.get("train_data_path_and_name_and_type") or []:
-        if name == "teacher_emb":
-            cache = Path(path) if Path(path).is_dir() else Path(path).parent
-            try:
-                info = TeacherInfo.read(cache)
-                meta.update(teacher=info.teacher, teacher_params=info.teacher_params, teacher_dim=info.dim)
-            except FileNotFoundError:
-                pass
-    ckpt = {
-        "kind": KIND,
-        "version": VERSION,
-        "student": conf["student"],
-        "student_conf": dict(conf.get("student_conf") or {}),
-        "fbank_mean": encoder.frontend.fbank_mean,
-        "fbank_std": encoder.frontend.fbank_std,
-        "head": head_conf,
-        "features": features,
-        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "meta": meta,
-    }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        torch.save(ckpt, tmp)
-    return out

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from espnet2_sonar.beats.frontend import FBANK_MEAN, FBANK_STD, BeatsFrontend
 from espnet2_sonar.nn.frozen_extractor import FrozenExtractor
 from espnet2_sonar.nn.pooling import masked_mean
-from espnet2_sonar.ssondo.abs_student import AbsStudent, StudentOutput
+from espnet2_sonar.students.abs_student import AbsStudent, StudentOutput
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -15,7 +15,7 @@ from typing import List
 from torch import Tensor, nn
 
 from espnet2_sonar.nn.conv import ConvBNAct, FeatureMap, SqueezeExcite
-from espnet2_sonar.ssondo.abs_student import AbsStudent, StudentOutput
+from espnet2_sonar.students.abs_student import AbsStudent, StudentOutput
 from espnet2_sonar.utils.config import StrictConfig
 
 # kernel, expanded channels, output channels, squeeze-excite, activation, stride

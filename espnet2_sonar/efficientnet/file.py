@@ -1,8 +1,9 @@
 """Reading a ``decar_efficientnet`` checkpoint file: ``{'kind', 'cfg', 'model'}``, validated.
 
-Below both ``decar.efficientnet`` (whose ``init=`` reads one) and ``decar.checkpoint``
-(which builds and writes them). Both read through :func:`check_efficientnet_checkpoint`,
-the one place where keys of older files are renamed to the current layout:
+Below both ``efficientnet.model`` (whose ``init=`` reads one) and ``efficientnet.interop``
+(which converts between encoders and these dicts). Both read through
+:func:`check_efficientnet_checkpoint`, the one place where keys of older files are renamed
+to the current layout:
 
     blocks.N.se.reduce.{weight,bias}  ->  blocks.N.se.fc1.{weight,bias}
     blocks.N.se.expand.{weight,bias}  ->  blocks.N.se.fc2.{weight,bias}

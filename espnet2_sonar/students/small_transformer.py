@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from espnet2_sonar.nn.masks import valid_mask
-from espnet2_sonar.ssondo.abs_student import AbsStudent, StudentOutput
+from espnet2_sonar.students.abs_student import AbsStudent, StudentOutput
 from espnet2_sonar.utils.config import StrictConfig
 
 NUM_MEL_BINS = 128
