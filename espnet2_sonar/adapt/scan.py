@@ -9,8 +9,9 @@ it comes, turned into the corpus builder's format with the corpus builder's code
 (``data.convert``: probe, ``plan_segments``, ``convert``; ``data.kaldi_dir``).
 
 * Files: every file under the folder, recursively (symlinked folders followed once), whose
-  extension, in any case, is in ``AUDIO_EXTENSIONS`` (what libsndfile decodes: wav, flac,
-  ogg/opus, mp3, aiff, ...; any rate, any channel count). Names starting with ``.`` are
+  extension, in any case, is in ``data.audio_files.AUDIO_EXTENSIONS`` (what libsndfile
+  decodes: wav, flac, ogg/opus, mp3, aiff, ...; any rate, any channel count; the
+  ``NEEDS_FFMPEG`` ones are found and reported as unreadable with a conversion hint). Names starting with ``.`` are
   skipped (hidden files, macOS ``._x.wav`` resource forks); so are the folders in
   ``exclude`` (the output dir when it lies inside the scanned folder).
 * Ids: ``<pool>-<sanitised relative path>-<sha1(relative path)[:8]>``: whitespace-free,

@@ -72,7 +72,7 @@ def find_audio(root: str | Path, exclude: Iterable[str | Path] = (), progress: b
             seen.add(real)
             bar.update(1)
             dirnames[:] = sorted(n for n in dirnames
-                                 if not n.startswith(".") and not _inside((real / n).resolve(), excluded))
+                                 if not n.startswith(".") and not (excluded and _inside((real / n).resolve(), excluded)))
             for name in filenames:
                 if not name.startswith(".") and Path(name).suffix.lower() in AUDIO_EXTENSIONS:
                     files.append(Path(dirpath) / name)

@@ -11,7 +11,8 @@ Layout of the folder (ROOT)::
     tasks/<task>/<label>/**        optional labelled probe tasks; the label is the subfolder
 
 Files may be nested to any depth and named anything (spaces too); any format soundfile
-reads (``AUDIO_EXTENSIONS``), any rate and channel count. Hidden files and folders are
+reads, any rate and channel count (``data.audio_files.AUDIO_EXTENSIONS``; the ``NEEDS_FFMPEG``
+ones, m4a/aac/..., are found and reported with a hint to convert them). Hidden files and folders are
 skipped; other files are counted and ignored. Folder names of domains and tasks become ids
 (letters, digits, ``_.+-``); label folders are sanitised (``dog bark`` -> ``dog_bark``).
 

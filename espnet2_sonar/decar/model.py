@@ -48,7 +48,7 @@ class DecarModel(AbsESPnetModel):
         self.encoder = encoder
         self.head = _mlp(encoder.output_size(), cfg.head_dims, cfg.head_dropout)
         self.classifier = nn.Linear(cfg.feature_dim, cfg.num_clusters)
-        self.augment = SpecAugment(cfg.specaug(), seed=cfg.seed)
+        self.augment = SpecAugment(cfg.specaug())  # draws from the generator forward passes (seed, step)
         self.band_limit = BandLimit(cfg.lowpass_prob, cfg.lowpass_min_hz, cfg.lowpass_max_hz)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.reset_classifier_(torch.Generator().manual_seed(cfg.seed))

@@ -1,15 +1,16 @@
 """Reading a ``decar_efficientnet`` checkpoint file: ``{'kind', 'cfg', 'model'}``, validated.
 
 Below both ``efficientnet.model`` (whose ``init=`` reads one) and ``efficientnet.interop``
-(which converts between encoders and these dicts). Both read through
-:func:`check_efficientnet_checkpoint`, the one place where keys of older files are renamed
-to the current layout:
+(which converts between encoders and these dicts). Keys of older files are renamed to the
+current layout by :func:`upgrade_efficientnet_state`, the one place that knows the old names:
 
     blocks.N.se.reduce.{weight,bias}  ->  blocks.N.se.fc1.{weight,bias}
     blocks.N.se.expand.{weight,bias}  ->  blocks.N.se.fc2.{weight,bias}
 
 (the squeeze-excite became the shared ``espnet2_sonar.nn.conv.SqueezeExcite``; tensors
-and shapes are unchanged).
+and shapes are unchanged). :func:`check_efficientnet_checkpoint` applies it to these files,
+and ``EfficientNetEncoder`` applies it when any state dict is loaded into it, so ESPnet
+checkpoints of whole models (a resumed DECAR run, ``--init_param``) load too.
 """
 
 import re
@@ -19,7 +20,6 @@ from typing import Any, Dict, Mapping
 import torch
 
 KIND = "decar_efficientnet"
-_LEGACY_SE = re.compile(r"^(blocks\.\d+\.se\.)(reduce|expand)\.")
 _LEGACY_SE_NAMES = {"reduce": "fc1", "expand": "fc2"}
 
 
@@ -27,9 +27,11 @@ def _rename_legacy_se(m: "re.Match[str]") -> str:
     return f"{m.group(1)}{_LEGACY_SE_NAMES[m.group(2)]}."
 
 
-def upgrade_efficientnet_state(state: Mapping[str, Any]) -> Dict[str, Any]:
-    """``state`` with squeeze-excite keys of the older layout renamed (see the module docstring)."""
-    return {_LEGACY_SE.sub(_rename_legacy_se, k): v for k, v in state.items()}
+def upgrade_efficientnet_state(state: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """``state`` with squeeze-excite keys of the older layout renamed (see the module docstring);
+    ``prefix``: where the encoder's keys start in ``state`` (e.g. ``encoder.`` in a whole model)."""
+    legacy = re.compile(rf"^({re.escape(prefix)}blocks\.\d+\.se\.)(reduce|expand)\.")
+    return {legacy.sub(_rename_legacy_se, k): v for k, v in state.items()}
 
 
 def is_efficientnet_checkpoint(ckpt: Any) -> bool:

@@ -32,6 +32,7 @@ from torch import nn
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 
 from espnet2_sonar.efficientnet.config import EfficientNetConfig
+from espnet2_sonar.efficientnet.file import read_efficientnet_checkpoint, upgrade_efficientnet_state
 from espnet2_sonar.efficientnet.logmel import LogMelFrontend
 from espnet2_sonar.nn.conv import ConvBNAct, FeatureMap, SqueezeExcite
 from espnet2_sonar.nn.frozen_extractor import FrozenExtractor
@@ -103,6 +104,14 @@ class EfficientNetOutput:
         return masked_mean_1d(self.hidden, self.lengths, dim=1)
 
 
+def _upgrade_legacy_keys(module: nn.Module, state_dict: Dict[str, Any], prefix: str, *args) -> None:
+    """Load-state-dict pre-hook: rename older squeeze-excite keys under ``prefix`` in place."""
+    upgraded = upgrade_efficientnet_state(state_dict, prefix)
+    if list(upgraded) != list(state_dict):
+        state_dict.clear()
+        state_dict.update(upgraded)
+
+
 class EfficientNetEncoder(AbsEncoder, FrozenExtractor):
     """Log-mel EfficientNet encoder.
 
@@ -122,10 +131,9 @@ class EfficientNetEncoder(AbsEncoder, FrozenExtractor):
         input_size: Optional[int] = None,
     ):
         super().__init__()
+        self.register_load_state_dict_pre_hook(_upgrade_legacy_keys)
         loaded = None
         if init:
-            from espnet2_sonar.efficientnet.file import read_efficientnet_checkpoint
-
             loaded = read_efficientnet_checkpoint(init)
             cfg = EfficientNetConfig.from_dict(loaded["cfg"])
         elif isinstance(config, EfficientNetConfig):

@@ -19,13 +19,14 @@ from espnet2_sonar.students.head import MappingHead
 from espnet2_sonar.students.registry import build_student
 from espnet2_sonar.utils.atomic_write import atomic_path
 
+
 def _model_file(exp_dir: Path) -> Path:
     for name in ("valid.loss.best.pth", "latest.pth"):
         if (exp_dir / name).exists():
             return exp_dir / name
-    found = sorted(glob.glob(str(exp_dir / "*epoch.pth")))
-    if found:
-        return Path(found[-1])
+    found = glob.glob(str(exp_dir / "*epoch.pth"))
+    if found:  # the highest epoch number (10epoch.pth after 9epoch.pth)
+        return Path(max(found, key=lambda p: int(Path(p).name[: -len("epoch.pth")] or -1)))
     raise FileNotFoundError(f"{exp_dir}: no trained model (valid.loss.best.pth, latest.pth or *epoch.pth)")
 
 

@@ -70,3 +70,20 @@ def test_the_probe_loader_reads_the_file_without_importing_decar(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cnn.pt")], capture_output=True, text=True, timeout=110)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "EfficientNetEncoder []"
+
+
+def test_a_whole_model_checkpoint_of_the_old_layout_loads_strictly():
+    """An ESPnet checkpoint of a whole DECAR model written before the shared squeeze-excite
+    (a resumed run, ``--init_param``): keys under ``encoder.`` are renamed on load."""
+    enc = _encoder()
+    whole = torch.nn.Module()
+    whole.encoder = EfficientNetEncoder("tiny")
+    whole.head = torch.nn.Linear(2, 2)
+    state = {f"encoder.{k}": v for k, v in _old_layout(enc.state_dict()).items()}
+    state.update({f"head.{k}": v for k, v in whole.head.state_dict().items()})
+    assert any(".se.reduce." in k for k in state)
+    whole.load_state_dict(state, strict=True)
+    for k, v in enc.state_dict().items():
+        assert torch.equal(whole.encoder.state_dict()[k], v), k
+    with pytest.raises(RuntimeError, match="se.squeeze"):  # other unknown keys still fail
+        whole.load_state_dict({**state, "encoder.blocks.1.se.squeeze.weight": torch.zeros(1)}, strict=True)

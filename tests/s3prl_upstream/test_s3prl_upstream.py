@@ -16,23 +16,18 @@ SR = 16000
 
 
 def _tiny_encoder(seed: int = 0) -> BeatsEncoder:
+    """With seed 0: the weights of conftest's ``tiny_encoder_ckpt`` file."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return BeatsEncoder(BeatsConfig.named("tiny")).eval()
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tiny_encoder_ckpt):
-    """conftest's tiny encoder file: the same weights as ``_tiny_encoder()``."""
-    return tiny_encoder_ckpt
-
-
-@pytest.fixture(scope="module")
-def upstream(tiny_ckpt):
+def upstream(tiny_encoder_ckpt):
     import espnet2_sonar.s3prl_upstream  # noqa: F401
     from s3prl.nn import S3PRLUpstream
 
-    return S3PRLUpstream("sonar_local", path_or_url=str(tiny_ckpt)).eval()
+    return S3PRLUpstream("sonar_local", path_or_url=str(tiny_encoder_ckpt)).eval()
 
 
 def _waves(lengths, seed=0):
@@ -76,7 +71,7 @@ def test_hidden_states_padded_batch_equals_alone(upstream):
 
 
 @pytest.mark.timeout(120)
-def test_frames_are_frequency_means_of_encoder_patches(upstream, tiny_ckpt):
+def test_frames_are_frequency_means_of_encoder_patches(upstream, tiny_encoder_ckpt):
     """Valid frames are the mean of the 8 frequency patches; frames past them repeat the last."""
     encoder = upstream.upstream.encoder
     wavs, lens = _waves([16000])
@@ -114,14 +109,14 @@ def test_featurizer_weighted_sum(upstream):
 
 
 @pytest.mark.timeout(120)
-def test_sonar_url_downloads_once_to_the_torch_hub_cache(tiny_ckpt, tmp_path, monkeypatch):
+def test_sonar_url_downloads_once_to_the_torch_hub_cache(tiny_encoder_ckpt, tmp_path, monkeypatch):
     from espnet2_sonar.s3prl_upstream import hubconf
 
     calls = []
 
     def fake_download(url, dst, progress=True):
         calls.append(url)
-        Path(dst).write_bytes(Path(tiny_ckpt).read_bytes())
+        Path(dst).write_bytes(Path(tiny_encoder_ckpt).read_bytes())
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
@@ -134,14 +129,14 @@ def test_sonar_url_downloads_once_to_the_torch_hub_cache(tiny_ckpt, tmp_path, mo
     for a, b in zip(first.state_dict().values(), second.state_dict().values()):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="http"):
-        hubconf.sonar_url(str(tiny_ckpt))
+        hubconf.sonar_url(str(tiny_encoder_ckpt))
 
 
 @pytest.mark.timeout(120)
-def test_load_encoder_espnet_layout_matches_official(tmp_path, tiny_ckpt):
+def test_load_encoder_espnet_layout_matches_official(tmp_path, tiny_encoder_ckpt):
     from espnet2_sonar.eval.checkpoints import load_encoder, resolve_checkpoint
 
-    reference = load_encoder(tiny_ckpt)
+    reference = load_encoder(tiny_encoder_ckpt)
     exp = tmp_path / "exp"
     exp.mkdir()
     state = {f"encoder.{k}": v for k, v in reference.state_dict().items()}
@@ -225,7 +220,7 @@ def _s3prl_pooled(upstream, data_dir: Path) -> torch.Tensor:
 
 
 @pytest.mark.timeout(300)
-def test_s3prl_features_feed_the_frozen_probe(upstream, tiny_ckpt, tmp_path):
+def test_s3prl_features_feed_the_frozen_probe(upstream, tiny_encoder_ckpt, tmp_path):
     """The encoder loaded through s3prl's hub gives eval/probe the inputs ``run_probe`` pools
     itself, so the probe trained on them reproduces ``run_probe``'s test confusion matrix."""
     from espnet2_sonar.eval.checkpoints import load_encoder
@@ -238,7 +233,7 @@ def test_s3prl_features_feed_the_frozen_probe(upstream, tiny_ckpt, tmp_path):
     config = ProbeConfig(max_epochs=40, patience=10)
     cfg = BeatsConfig.named("tiny")
     x = {s: _s3prl_pooled(upstream, d) for s, d in data.items()}
-    encoder = load_encoder(tiny_ckpt)
+    encoder = load_encoder(tiny_encoder_ckpt)
     for s, d in data.items():
         want = extract_pooled(encoder, read_labelled_dir(d).wav_paths, batch_size=1, chunk_seconds=None, desc=s)
         assert x[s].shape == want.shape == (len(want), cfg.encoder_layers + 1, cfg.encoder_embed_dim)
@@ -250,7 +245,7 @@ def test_s3prl_features_feed_the_frozen_probe(upstream, tiny_ckpt, tmp_path):
     _, accuracy, pred = evaluate_probe(fit.model, x["test"], y["test"])
     scores = classification_metrics(y["test"].tolist(), pred.tolist(), classes)
 
-    reference = run_probe(str(tiny_ckpt), str(data["train"]), str(data["test"]), valid_dir=str(data["dev"]),
+    reference = run_probe(str(tiny_encoder_ckpt), str(data["train"]), str(data["test"]), valid_dir=str(data["dev"]),
                           seed=0, config=config, batch_size=1, chunk_seconds=None)
     assert reference["classes"] == classes
     assert scores.confusion == reference["confusion"]
